@@ -1,0 +1,199 @@
+//! A member's configuration, with etcd's flag names and defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::types::NodeId;
+
+/// `--initial-cluster-state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClusterState {
+    /// Form a new cluster from `--initial-cluster`.
+    #[default]
+    New,
+    /// Join a running cluster (the member was added with MemberAdd).
+    Existing,
+}
+
+/// Everything a store member needs to start.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `--name`.
+    pub name: String,
+    /// `--data-dir`.
+    pub data_dir: PathBuf,
+    /// `--listen-client-urls`.
+    pub listen_client_urls: Vec<String>,
+    /// `--advertise-client-urls`.
+    pub advertise_client_urls: Vec<String>,
+    /// `--listen-peer-urls`.
+    pub listen_peer_urls: Vec<String>,
+    /// `--initial-advertise-peer-urls`.
+    pub initial_advertise_peer_urls: Vec<String>,
+    /// `--initial-cluster` as (name, peer URL) pairs.
+    pub initial_cluster: Vec<(String, String)>,
+    /// `--initial-cluster-state`.
+    pub initial_cluster_state: ClusterState,
+    /// `--initial-cluster-token`.
+    pub initial_cluster_token: String,
+    /// `--listen-metrics-urls`.
+    pub listen_metrics_urls: Vec<String>,
+    /// `--max-request-bytes`.
+    pub max_request_bytes: usize,
+    /// `--max-txn-ops`.
+    pub max_txn_ops: usize,
+    /// `--quota-backend-bytes` (0 = etcd's default of 2 GiB).
+    pub quota_backend_bytes: u64,
+    /// `--snapshot-count`: applied entries between snapshots.
+    pub snapshot_count: u64,
+    /// `--heartbeat-interval`.
+    pub heartbeat_interval: Duration,
+    /// `--election-timeout`.
+    pub election_timeout: Duration,
+    /// Interval of progress notifications on watches that ask for them.
+    pub watch_progress_notify_interval: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            name: "default".into(),
+            data_dir: PathBuf::from("capstan-data"),
+            listen_client_urls: vec!["http://127.0.0.1:2379".into()],
+            advertise_client_urls: vec![],
+            listen_peer_urls: vec!["http://127.0.0.1:2380".into()],
+            initial_advertise_peer_urls: vec![],
+            initial_cluster: vec![],
+            initial_cluster_state: ClusterState::New,
+            initial_cluster_token: "capstan-cluster".into(),
+            listen_metrics_urls: vec!["http://127.0.0.1:2381".into()],
+            max_request_bytes: 1536 * 1024,
+            max_txn_ops: 128,
+            quota_backend_bytes: 0,
+            snapshot_count: 10_000,
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(1000),
+            watch_progress_notify_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+/// FNV-1a, 64 bit: stable across builds and platforms, unlike `DefaultHasher`.
+fn fnv64(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain(std::iter::once(0)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// A member's id from its peer URL and the cluster token, as etcd derives it
+/// from the same inputs (never 0).
+pub fn member_id(peer_url: &str, token: &str) -> NodeId {
+    fnv64(&[peer_url, token]).max(1)
+}
+
+impl StoreConfig {
+    /// Fills defaults that depend on other fields and checks consistency.
+    pub fn validate(mut self) -> Result<Self> {
+        if self.advertise_client_urls.is_empty() {
+            self.advertise_client_urls = self.listen_client_urls.clone();
+        }
+        if self.initial_advertise_peer_urls.is_empty() {
+            self.initial_advertise_peer_urls = self.listen_peer_urls.clone();
+        }
+        if self.initial_cluster.is_empty() {
+            let url = self
+                .initial_advertise_peer_urls
+                .first()
+                .cloned()
+                .unwrap_or_default();
+            self.initial_cluster = vec![(self.name.clone(), url)];
+        }
+        for u in self
+            .listen_client_urls
+            .iter()
+            .chain(&self.listen_peer_urls)
+            .chain(&self.listen_metrics_urls)
+        {
+            listen_addr(u)?;
+        }
+        if !self.initial_cluster.iter().any(|(n, _)| n == &self.name) {
+            return Err(Error::Config(format!(
+                "--initial-cluster has no member named {:?} (--name); add `{}=<peer url>`",
+                self.name, self.name
+            )));
+        }
+        if self.max_request_bytes == 0 || self.max_txn_ops == 0 {
+            return Err(Error::Config(
+                "--max-request-bytes and --max-txn-ops must be positive".into(),
+            ));
+        }
+        if self.election_timeout < self.heartbeat_interval * 2 {
+            return Err(Error::Config(
+                "--election-timeout must be at least twice --heartbeat-interval".into(),
+            ));
+        }
+        Ok(self)
+    }
+
+    /// This member's peer URL as listed in `--initial-cluster`.
+    pub fn own_peer_url(&self) -> String {
+        self.initial_cluster
+            .iter()
+            .find(|(n, _)| n == &self.name)
+            .map(|(_, u)| u.clone())
+            .unwrap_or_default()
+    }
+
+    /// This member's id.
+    pub fn member_id(&self) -> NodeId {
+        member_id(&self.own_peer_url(), &self.initial_cluster_token)
+    }
+
+    /// The cluster id: a hash of the initial member ids and the token.
+    pub fn cluster_id(&self) -> u64 {
+        let mut ids: Vec<String> = self
+            .initial_cluster
+            .iter()
+            .map(|(_, u)| format!("{:x}", member_id(u, &self.initial_cluster_token)))
+            .collect();
+        ids.sort();
+        let mut parts: Vec<&str> = ids.iter().map(String::as_str).collect();
+        parts.push(&self.initial_cluster_token);
+        fnv64(&parts).max(1)
+    }
+}
+
+/// The socket address of an `http://host:port` URL.
+pub fn listen_addr(url: &str) -> Result<std::net::SocketAddr> {
+    let u = url::Url::parse(url).map_err(|e| Error::Config(format!("bad URL {url:?}: {e}")))?;
+    if u.scheme() != "http" {
+        return Err(Error::Config(format!(
+            "URL {url:?}: only http:// is served (TLS comes with the HA issue)"
+        )));
+    }
+    let host = u.host_str().unwrap_or("127.0.0.1");
+    let host = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        host
+    };
+    let port = u
+        .port()
+        .ok_or_else(|| Error::Config(format!("URL {url:?} has no port")))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    format!("{host}:{port}")
+        .parse::<std::net::SocketAddr>()
+        .or_else(|_| {
+            std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or(())
+        })
+        .map_err(|()| Error::Config(format!("URL {url:?}: cannot resolve host")))
+}

@@ -1,0 +1,503 @@
+//! A running store member: RocksDB, Raft, the MVCC state, the watch hub and
+//! the lessor, with the request paths every gRPC service uses.
+//!
+//! Writes go through Raft on the leader; a follower forwards them. Linearizable
+//! reads wait for the leader's read index to be applied locally.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::{ClusterState, StoreConfig};
+use crate::db::Db;
+use crate::error::{Error, EtcdError, Result};
+use crate::lessor::Lessor;
+use crate::log_store::LogStore;
+use crate::metrics::{Gauges, Metrics};
+use crate::mvcc::Mvcc;
+use crate::network::{Forward, ForwardReply, Network, Peers};
+use crate::pb::etcdserverpb::ResponseHeader;
+use crate::sm::StateMachine;
+use crate::types::{Applied, MemberInfo, NodeId, Raft, Request};
+use crate::watch::{HeaderFn, WatchHub};
+
+/// etcd's maximum lease TTL (seconds).
+pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
+
+/// One store member.
+pub struct Store {
+    /// This member's id.
+    pub id: NodeId,
+    /// The cluster id.
+    pub cluster_id: u64,
+    /// Configuration it runs with.
+    pub config: StoreConfig,
+    /// Raft.
+    pub raft: Raft,
+    /// MVCC state.
+    pub mvcc: Arc<Mvcc>,
+    /// Watch fan-out.
+    pub hub: WatchHub,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    pub(crate) peers: Peers,
+    pub(crate) lessor: Lessor,
+    pub(crate) db: Db,
+    leader_changes: AtomicU64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("id", &format_args!("{:x}", self.id))
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens the data dir, starts Raft and joins or forms the cluster.
+    pub async fn start(config: StoreConfig) -> Result<Arc<Self>> {
+        let config = config.validate()?;
+        let id = config.member_id();
+        let cluster_id = config.cluster_id();
+        let db = tokio::task::block_in_place(|| Db::open(&config.data_dir))?;
+        let metrics = Arc::new(Metrics::default());
+        let mvcc = tokio::task::block_in_place(|| Mvcc::open(db.clone()))?;
+        let hub = WatchHub::default();
+        let log = LogStore::new(db.clone(), metrics.clone())?;
+        let sm = StateMachine::new(mvcc.clone(), hub.clone(), metrics.clone());
+        let peers = Peers::default();
+        let hb = config.heartbeat_interval.as_millis() as u64;
+        let et = config.election_timeout.as_millis() as u64;
+        let raft_config = openraft::Config {
+            cluster_name: config.initial_cluster_token.clone(),
+            heartbeat_interval: hb,
+            election_timeout_min: et,
+            election_timeout_max: et * 2,
+            install_snapshot_timeout: 10_000,
+            max_payload_entries: 1000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count.max(1)),
+            max_in_snapshot_log_to_keep: 5000,
+            purge_batch_size: 1024,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| Error::Config(e.to_string()))?;
+        let raft = Raft::new(
+            id,
+            Arc::new(raft_config),
+            Network::new(peers.clone()),
+            log,
+            sm,
+        )
+        .await
+        .map_err(|e| Error::Raft(e.to_string()))?;
+        let store = Arc::new(Store {
+            id,
+            cluster_id,
+            config,
+            raft,
+            mvcc,
+            hub,
+            metrics,
+            peers,
+            lessor: Lessor::default(),
+            db,
+            leader_changes: AtomicU64::new(0),
+        });
+        store.bootstrap().await?;
+        tokio::spawn(store.clone().lease_loop());
+        tokio::spawn(store.clone().leader_watch());
+        tokio::spawn(store.clone().publish_attributes());
+        info!(member_id = %format_args!("{id:x}"), cluster_id = %format_args!("{cluster_id:x}"), name = %store.config.name, "store member started");
+        Ok(store)
+    }
+
+    async fn bootstrap(&self) -> Result<()> {
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| Error::Raft(e.to_string()))?;
+        if initialized || self.config.initial_cluster_state == ClusterState::Existing {
+            return Ok(());
+        }
+        let token = &self.config.initial_cluster_token;
+        let members: BTreeMap<NodeId, MemberInfo> = self
+            .config
+            .initial_cluster
+            .iter()
+            .map(|(name, url)| {
+                (
+                    crate::config::member_id(url, token),
+                    MemberInfo {
+                        name: name.clone(),
+                        peer_urls: vec![url.clone()],
+                        client_urls: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            // Another member initialized first: the cluster exists, fine.
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(Error::Raft(e.to_string())),
+        }
+    }
+
+    /// The response header etcd attaches to every reply.
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.id,
+            revision,
+            raft_term: self.raft.metrics().borrow().current_term,
+        }
+    }
+
+    /// A header function for the watch hub.
+    pub fn header_fn(self: &Arc<Self>) -> HeaderFn {
+        let me = self.clone();
+        Arc::new(move |rev| me.header(rev))
+    }
+
+    fn request_timeout(&self) -> Duration {
+        // etcd: 5 s plus two election timeouts.
+        Duration::from_secs(5) + self.config.election_timeout * 2
+    }
+
+    /// The current leader and its member info, if known.
+    pub fn leader(&self) -> Option<(NodeId, MemberInfo)> {
+        let m = self.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, node))
+    }
+
+    /// Whether this member is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    async fn wait_for_leader(&self, deadline: Instant) -> Result<(NodeId, MemberInfo)> {
+        let mut rx = self.raft.metrics();
+        loop {
+            if let Some(l) = self.leader() {
+                return Ok(l);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(EtcdError::NoLeader.into());
+            }
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), rx.changed()).await;
+        }
+    }
+
+    /// Proposes a write and waits for it to be applied (here or on the leader).
+    pub async fn write(&self, req: Request) -> Result<Applied> {
+        let deadline = Instant::now() + self.request_timeout();
+        loop {
+            let (leader, node) = self.wait_for_leader(deadline).await?;
+            if leader == self.id {
+                match self.raft.client_write(req.clone()).await {
+                    Ok(resp) => return Ok(resp.data),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {}
+                    Err(RaftError::APIError(e)) => return Err(Error::Raft(e.to_string())),
+                    Err(RaftError::Fatal(e)) => {
+                        warn!(error = %e, "raft stopped");
+                        return Err(EtcdError::Stopped.into());
+                    }
+                }
+            } else {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match self
+                    .peers
+                    .forward(leader, &node, &Forward::Write(req.clone()), left)
+                    .await
+                {
+                    Ok(ForwardReply::Written(a)) => return Ok(a),
+                    Ok(ForwardReply::Failed(e)) => return Err(e.into()),
+                    Ok(ForwardReply::NotLeader) => {}
+                    Ok(other) => {
+                        return Err(Error::Raft(format!("unexpected forward reply {other:?}")))
+                    }
+                    // The leader may or may not have applied it: etcd answers "timed out" here.
+                    Err(e) => {
+                        warn!(error = %e, "forwarding a write failed");
+                        return Err(EtcdError::Timeout.into());
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(EtcdError::Timeout.into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until a linearizable read may be served from local state.
+    pub async fn read_barrier(&self) -> Result<()> {
+        let deadline = Instant::now() + self.request_timeout();
+        loop {
+            let (leader, node) = self.wait_for_leader(deadline).await?;
+            let index = if leader == self.id {
+                match self.raft.get_read_log_id().await {
+                    Ok((read, _)) => Some(read.map(|l| l.index).unwrap_or(0)),
+                    Err(RaftError::APIError(_)) => None,
+                    Err(RaftError::Fatal(_)) => return Err(EtcdError::Stopped.into()),
+                }
+            } else {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match self
+                    .peers
+                    .forward(leader, &node, &Forward::ReadIndex, left)
+                    .await
+                {
+                    Ok(ForwardReply::ReadIndex(i)) => Some(i),
+                    Ok(_) => None,
+                    Err(e) => {
+                        warn!(error = %e, "read index from leader failed");
+                        None
+                    }
+                }
+            };
+            if let Some(index) = index {
+                let left = deadline.saturating_duration_since(Instant::now());
+                return match self
+                    .raft
+                    .wait(Some(left))
+                    .applied_index_at_least(Some(index), "read index")
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(_) => Err(EtcdError::Timeout.into()),
+                };
+            }
+            if Instant::now() >= deadline {
+                return Err(EtcdError::Timeout.into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Serves a request forwarded by another member.
+    pub async fn serve_forward(&self, req: Forward) -> ForwardReply {
+        if !self.is_leader() {
+            return ForwardReply::NotLeader;
+        }
+        match req {
+            Forward::Write(r) => match self.raft.client_write(r).await {
+                Ok(resp) => ForwardReply::Written(resp.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                    ForwardReply::NotLeader
+                }
+                Err(_) => ForwardReply::Failed(EtcdError::Stopped),
+            },
+            Forward::ReadIndex => match self.raft.get_read_log_id().await {
+                Ok((read, _)) => ForwardReply::ReadIndex(read.map(|l| l.index).unwrap_or(0)),
+                Err(_) => ForwardReply::NotLeader,
+            },
+            Forward::LeaseKeepAlive { id } => ForwardReply::Ttl(self.local_keep_alive(id)),
+            Forward::LeaseTimeToLive { id } => ForwardReply::Ttl(self.local_ttl(id)),
+        }
+    }
+
+    fn local_keep_alive(&self, id: i64) -> i64 {
+        match self.mvcc.lease(id) {
+            Some((ttl, _)) => {
+                self.lessor.renew(id, ttl, Instant::now());
+                ttl
+            }
+            None => 0,
+        }
+    }
+
+    fn local_ttl(&self, id: i64) -> i64 {
+        match self.mvcc.lease(id) {
+            None => -1,
+            Some((ttl, _)) => self.lessor.remaining(id, Instant::now()).unwrap_or(ttl),
+        }
+    }
+
+    async fn on_leader(&self, req: Forward, local: impl Fn(&Self) -> i64) -> Result<i64> {
+        let deadline = Instant::now() + self.request_timeout();
+        loop {
+            let (leader, node) = self.wait_for_leader(deadline).await?;
+            if leader == self.id {
+                return Ok(local(self));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.peers.forward(leader, &node, &req, left).await {
+                Ok(ForwardReply::Ttl(t)) => return Ok(t),
+                Ok(_) | Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                _ => return Err(EtcdError::Timeout.into()),
+            }
+        }
+    }
+
+    /// Renews a lease on the leader; the granted TTL, or 0 if it is gone.
+    pub async fn keep_alive(&self, id: i64) -> Result<i64> {
+        self.on_leader(Forward::LeaseKeepAlive { id }, |s| s.local_keep_alive(id))
+            .await
+    }
+
+    /// Remaining TTL from the leader; -1 if the lease does not exist.
+    pub async fn time_to_live(&self, id: i64) -> Result<i64> {
+        self.on_leader(Forward::LeaseTimeToLive { id }, |s| s.local_ttl(id))
+            .await
+    }
+
+    /// The smallest TTL a lease may have: 1.5 election timeouts, rounded up (etcd's rule).
+    pub fn min_lease_ttl(&self) -> i64 {
+        let ms = self.config.election_timeout.as_millis() as i64 * 3 / 2;
+        (ms + 999) / 1000
+    }
+
+    /// Renews a lease's deadline right after a grant on the leader.
+    pub(crate) fn lease_granted(&self, id: i64, ttl: i64) {
+        if self.is_leader() {
+            self.lessor.renew(id, ttl, Instant::now());
+        }
+    }
+
+    async fn lease_loop(self: Arc<Self>) {
+        let mut was_leader = false;
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            let leader = self.is_leader();
+            if leader != was_leader {
+                self.lessor.reset();
+                was_leader = leader;
+            }
+            if !leader {
+                continue;
+            }
+            let expired = self.lessor.sync(&self.mvcc.leases(), Instant::now());
+            if expired.is_empty() {
+                continue;
+            }
+            let me = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = me.write(Request::LeaseExpire { ids: expired }).await {
+                    warn!(error = %e, "proposing lease expiry failed; will retry");
+                }
+            });
+        }
+    }
+
+    async fn leader_watch(self: Arc<Self>) {
+        let mut rx = self.raft.metrics();
+        let mut last = rx.borrow().current_leader;
+        while rx.changed().await.is_ok() {
+            let now = rx.borrow().current_leader;
+            if now != last {
+                if now.is_some() {
+                    self.leader_changes.fetch_add(1, Ordering::Relaxed);
+                }
+                info!(leader = ?now.map(|l| format!("{l:x}")), "leader changed");
+                last = now;
+            }
+        }
+    }
+
+    /// Publishes this member's name and client URLs through the log once a
+    /// leader exists (etcd's member attributes).
+    async fn publish_attributes(self: Arc<Self>) {
+        loop {
+            let (_, _, members, _) = self.mvcc.raft_view();
+            let mine = members.get(&self.id);
+            if mine.is_some_and(|m| {
+                m.name == self.config.name && m.client_urls == self.config.advertise_client_urls
+            }) {
+                return;
+            }
+            let req = Request::MemberAttr {
+                id: self.id,
+                name: self.config.name.clone(),
+                client_urls: self.config.advertise_client_urls.clone(),
+            };
+            match self.write(req).await {
+                Ok(_) => return,
+                Err(e) => {
+                    warn!(error = %e, "publishing member attributes failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Members with their names and URLs, and whether each is a learner.
+    pub fn members(&self) -> Vec<(NodeId, MemberInfo, bool)> {
+        let m = self.raft.metrics().borrow().clone();
+        let (_, _, attrs, _) = self.mvcc.raft_view();
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, node)| {
+                let mut info = node.clone();
+                if let Some(a) = attrs.get(id) {
+                    if !a.name.is_empty() {
+                        info.name = a.name.clone();
+                    }
+                    info.client_urls = a.client_urls.clone();
+                }
+                (*id, info, !voters.contains(id))
+            })
+            .collect()
+    }
+
+    /// Values for `/metrics` and Status.
+    pub fn gauges(&self) -> Gauges {
+        let m = self.raft.metrics().borrow().clone();
+        let st = self.mvcc.state.read();
+        Gauges {
+            has_leader: m.current_leader.is_some(),
+            is_leader: m.current_leader == Some(self.id),
+            leader_changes: self.leader_changes.load(Ordering::Relaxed),
+            db_size: self.db.size_bytes(),
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            term: m.current_term,
+            revision: st.revision,
+            compact_revision: st.compact_revision,
+            keys: st.index.len() as u64,
+        }
+    }
+
+    /// Last log index (for Status).
+    pub fn last_log_index(&self) -> u64 {
+        self.raft.metrics().borrow().last_log_index.unwrap_or(0)
+    }
+
+    /// Stops Raft.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            warn!(error = ?e, "raft shutdown");
+        }
+        let _ = self.db.sync_wal();
+    }
+
+    /// A channel that becomes true when a leader is known.
+    pub fn leader_known(&self) -> watch::Receiver<bool> {
+        let (tx, rx) = watch::channel(self.leader().is_some());
+        let mut m = self.raft.metrics();
+        tokio::spawn(async move {
+            while m.changed().await.is_ok() {
+                let known = m.borrow().current_leader.is_some();
+                if tx.send(known).is_err() {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+}
