@@ -62,10 +62,12 @@ pub enum ForwardReply {
     Failed(EtcdError),
 }
 
+type ChannelMap = HashMap<(NodeId, String), PeerClient<Channel>>;
+
 /// gRPC channels to the other members, created lazily and shared.
 #[derive(Debug, Clone, Default)]
 pub struct Peers {
-    channels: Arc<Mutex<HashMap<(NodeId, String), PeerClient<Channel>>>>,
+    channels: Arc<Mutex<ChannelMap>>,
 }
 
 impl Peers {

@@ -6,7 +6,6 @@
 //! after [`Store::read_barrier`]. Nothing here panics on client input.
 
 use std::collections::{BTreeSet, HashMap};
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -387,19 +386,18 @@ async fn watch_stream(
                     next_id += 1;
                 }
             }
-            Some(RequestUnion::CancelRequest(c)) => {
-                if watchers.remove(c.watch_id) {
-                    let resp = rpc::WatchResponse {
-                        header: Some(header(store.mvcc.revision())),
-                        watch_id: c.watch_id,
-                        canceled: true,
-                        ..Default::default()
-                    };
-                    if tx.send(Ok(resp)).await.is_err() {
-                        return;
-                    }
+            Some(RequestUnion::CancelRequest(c)) if watchers.remove(c.watch_id) => {
+                let resp = rpc::WatchResponse {
+                    header: Some(header(store.mvcc.revision())),
+                    watch_id: c.watch_id,
+                    canceled: true,
+                    ..Default::default()
+                };
+                if tx.send(Ok(resp)).await.is_err() {
+                    return;
                 }
             }
+            Some(RequestUnion::CancelRequest(_)) => {}
             Some(RequestUnion::ProgressRequest(_)) => {
                 let current = store.mvcc.revision();
                 let rev = watchers
@@ -883,12 +881,10 @@ pub async fn serve(store: Arc<Store>, shutdown: tokio_watch::Receiver<bool>) -> 
     Ok(())
 }
 
-fn until(mut rx: tokio_watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        while !*rx.borrow() {
-            if rx.changed().await.is_err() {
-                return;
-            }
+async fn until(mut rx: tokio_watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
         }
     }
 }

@@ -11,6 +11,9 @@ use crate::error::{EtcdError, Result};
 use crate::pb::etcdserverpb::{self as rpc, range_request::SortOrder, range_request::SortTarget};
 use crate::pb::mvccpb::KeyValue;
 
+/// Start and end bounds over byte keys.
+pub type ByteBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+
 /// A key range as etcd encodes it: `end` empty = the single key, `end == "\0"` =
 /// every key from `key` on, otherwise `[key, end)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +42,7 @@ impl KeyRange {
     }
 
     /// Bounds for a `BTreeMap` scan; `None` for an empty (inverted) range.
-    pub fn bounds(&self) -> Option<(Bound<&[u8]>, Bound<&[u8]>)> {
+    pub fn bounds(&self) -> Option<ByteBounds<'_>> {
         let start = Bound::Included(self.key.as_ref());
         if self.end.is_empty() {
             return Some((start, Bound::Included(self.key.as_ref())));
@@ -192,7 +195,8 @@ mod tests {
     #[test]
     fn key_ranges() {
         let b = |s: &'static [u8]| Bytes::from_static(s);
-        let cases: &[(&[u8], &[u8], &[u8], bool)] = &[
+        type Case = (&'static [u8], &'static [u8], &'static [u8], bool);
+        let cases: &[Case] = &[
             (b"a", b"", b"a", true),
             (b"a", b"", b"ab", false),
             (b"a", b"c", b"b", true),
