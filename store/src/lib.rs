@@ -19,6 +19,7 @@ pub mod mvcc;
 pub mod network;
 pub mod node;
 pub mod pb;
+pub mod proposer;
 pub mod server;
 pub mod sm;
 pub mod types;

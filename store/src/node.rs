@@ -9,8 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::error::{ClientWriteError, RaftError};
-use tokio::sync::watch;
+use openraft::error::RaftError;
 use tracing::{info, warn};
 
 use crate::config::{ClusterState, StoreConfig};
@@ -22,6 +21,7 @@ use crate::metrics::{Gauges, Metrics};
 use crate::mvcc::Mvcc;
 use crate::network::{Forward, ForwardReply, Network, Peers};
 use crate::pb::etcdserverpb::ResponseHeader;
+use crate::proposer::{ProposeError, Proposer};
 use crate::sm::StateMachine;
 use crate::types::{Applied, MemberInfo, NodeId, Raft, Request};
 use crate::watch::{HeaderFn, WatchHub};
@@ -48,6 +48,7 @@ pub struct Store {
     pub(crate) peers: Peers,
     pub(crate) lessor: Lessor,
     pub(crate) db: Db,
+    proposer: Proposer,
     leader_changes: AtomicU64,
 }
 
@@ -101,13 +102,14 @@ impl Store {
             id,
             cluster_id,
             config,
-            raft,
+            raft: raft.clone(),
             mvcc,
             hub,
             metrics,
             peers,
             lessor: Lessor::default(),
             db,
+            proposer: Proposer::start(raft.clone()),
             leader_changes: AtomicU64::new(0),
         });
         store.bootstrap().await?;
@@ -185,9 +187,14 @@ impl Store {
         self.raft.metrics().borrow().current_leader == Some(self.id)
     }
 
+    /// The leader's id, and its member info when it is another member (cloning
+    /// the membership is skipped on the hot path where this member leads).
     async fn wait_for_leader(&self, deadline: Instant) -> Result<(NodeId, MemberInfo)> {
         let mut rx = self.raft.metrics();
         loop {
+            if rx.borrow().current_leader == Some(self.id) {
+                return Ok((self.id, MemberInfo::default()));
+            }
             if let Some(l) = self.leader() {
                 return Ok(l);
             }
@@ -205,11 +212,10 @@ impl Store {
         loop {
             let (leader, node) = self.wait_for_leader(deadline).await?;
             if leader == self.id {
-                match self.raft.client_write(req.clone()).await {
-                    Ok(resp) => return Ok(resp.data),
-                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {}
-                    Err(RaftError::APIError(e)) => return Err(Error::Raft(e.to_string())),
-                    Err(RaftError::Fatal(e)) => {
+                match self.proposer.propose(req.clone()).await {
+                    Ok(applied) => return Ok(applied),
+                    Err(ProposeError::NotLeader) => {}
+                    Err(ProposeError::Fatal(e)) => {
                         warn!(error = %e, "raft stopped");
                         return Err(EtcdError::Stopped.into());
                     }
@@ -292,12 +298,10 @@ impl Store {
             return ForwardReply::NotLeader;
         }
         match req {
-            Forward::Write(r) => match self.raft.client_write(r).await {
-                Ok(resp) => ForwardReply::Written(resp.data),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                    ForwardReply::NotLeader
-                }
-                Err(_) => ForwardReply::Failed(EtcdError::Stopped),
+            Forward::Write(r) => match self.proposer.propose(r).await {
+                Ok(applied) => ForwardReply::Written(applied),
+                Err(ProposeError::NotLeader) => ForwardReply::NotLeader,
+                Err(ProposeError::Fatal(_)) => ForwardReply::Failed(EtcdError::Stopped),
             },
             Forward::ReadIndex => match self.raft.get_read_log_id().await {
                 Ok((read, _)) => ForwardReply::ReadIndex(read.map(|l| l.index).unwrap_or(0)),
@@ -484,20 +488,5 @@ impl Store {
             warn!(error = ?e, "raft shutdown");
         }
         let _ = self.db.sync_wal();
-    }
-
-    /// A channel that becomes true when a leader is known.
-    pub fn leader_known(&self) -> watch::Receiver<bool> {
-        let (tx, rx) = watch::channel(self.leader().is_some());
-        let mut m = self.raft.metrics();
-        tokio::spawn(async move {
-            while m.changed().await.is_ok() {
-                let known = m.borrow().current_leader.is_some();
-                if tx.send(known).is_err() {
-                    return;
-                }
-            }
-        });
-        rx
     }
 }

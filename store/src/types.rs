@@ -131,6 +131,9 @@ pub enum Request {
         /// Lease ids.
         ids: Vec<i64>,
     },
+    /// Client requests batched into one log entry by the leader's proposer: they
+    /// share one append and one fsync, and are applied in order.
+    Batch(Vec<Request>),
     /// A member publishes its name and client URLs (etcd's member attributes).
     MemberAttr {
         /// Member id.
@@ -176,6 +179,26 @@ pub enum Reply {
     },
     /// LeaseRevoke.
     LeaseRevoke,
+    /// One result per request of a [`Request::Batch`].
+    Batch(Vec<Applied>),
+}
+
+impl Request {
+    /// Approximate encoded size, to bound the size of a batch.
+    pub fn approx_size(&self) -> usize {
+        use prost::Message as _;
+        match self {
+            Request::Put(Pb(p)) => p.encoded_len(),
+            Request::DeleteRange(Pb(d)) => d.encoded_len(),
+            Request::Txn(Pb(t)) => t.encoded_len(),
+            Request::Batch(b) => b.iter().map(Request::approx_size).sum(),
+            Request::MemberAttr { client_urls, .. } => {
+                64 + client_urls.iter().map(String::len).sum::<usize>()
+            }
+            Request::LeaseExpire { ids } => 8 * ids.len() + 8,
+            Request::Compact(_) | Request::LeaseGrant { .. } | Request::LeaseRevoke { .. } => 24,
+        }
+    }
 }
 
 /// Encodes with bincode; used for the log, the peer protocol and snapshots.

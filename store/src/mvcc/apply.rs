@@ -88,6 +88,17 @@ impl<'a> Applier<'a> {
                 self.membership_changed = true;
                 Reply::None
             }
+            openraft::EntryPayload::Normal(Request::Batch(reqs)) => {
+                let mut out = Vec::with_capacity(reqs.len());
+                for r in reqs {
+                    let reply = self.apply(r)?;
+                    out.push(Applied {
+                        revision: self.st.revision,
+                        reply,
+                    });
+                }
+                Reply::Batch(out)
+            }
             openraft::EntryPayload::Normal(req) => self.apply(req)?,
         };
         Ok(Applied {
@@ -184,6 +195,14 @@ impl<'a> Applier<'a> {
                     self.revoke(*id)?;
                 }
                 Reply::None
+            }
+            Request::Batch(reqs) => {
+                // Batches are only built at the top level; a nested one is applied flat.
+                let mut last = Reply::None;
+                for r in reqs {
+                    last = self.apply(r)?;
+                }
+                last
             }
             Request::MemberAttr {
                 id,

@@ -365,3 +365,6 @@ mod crc32 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
