@@ -95,7 +95,6 @@ fn revisions_versions_and_history() {
         key: Bytes::from_static(b"a"),
         range_end: Bytes::from_static(b"c"),
         prev_kv: true,
-        ..Default::default()
     })));
     assert_eq!(del.revision, 4);
     assert_eq!(events.len(), 2);
