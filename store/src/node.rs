@@ -50,6 +50,8 @@ pub struct Store {
     pub(crate) db: Db,
     proposer: Proposer,
     leader_changes: AtomicU64,
+    /// Database size, refreshed every tick: the quota check runs on every put.
+    db_size: AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -111,6 +113,7 @@ impl Store {
             db,
             proposer: Proposer::start(raft.clone()),
             leader_changes: AtomicU64::new(0),
+            db_size: AtomicU64::new(0),
         });
         store.bootstrap().await?;
         tokio::spawn(store.clone().lease_loop());
@@ -377,6 +380,7 @@ impl Store {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
             tick.tick().await;
+            self.db_size.store(self.db.size_bytes(), Ordering::Relaxed);
             let leader = self.is_leader();
             if leader != was_leader {
                 self.lessor.reset();
@@ -475,6 +479,11 @@ impl Store {
             compact_revision: st.compact_revision,
             keys: st.index.len() as u64,
         }
+    }
+
+    /// Database size in bytes as of the last tick (at most 250 ms old).
+    pub fn db_size(&self) -> u64 {
+        self.db_size.load(Ordering::Relaxed)
     }
 
     /// Last log index (for Status).

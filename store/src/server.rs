@@ -150,7 +150,7 @@ impl KvService {
             0 => 2 * 1024 * 1024 * 1024,
             q => q,
         };
-        if self.0.db.size_bytes() > quota {
+        if self.0.db_size() > quota {
             return Err(EtcdError::NoSpace);
         }
         Ok(())

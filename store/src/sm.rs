@@ -159,6 +159,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        // A batch entry carries many client proposals; count each, as etcd does.
+        let proposals: usize = entries
+            .iter()
+            .map(|e| match &e.payload {
+                openraft::EntryPayload::Normal(crate::types::Request::Batch(b)) => b.len(),
+                openraft::EntryPayload::Normal(_) => 1,
+                _ => 0,
+            })
+            .sum();
         let mvcc = &self.mvcc;
         let started = Instant::now();
         let (out, batch) = tokio::task::block_in_place(|| -> Result<_> {
@@ -178,7 +187,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .observe(started.elapsed().as_secs_f64());
         self.metrics
             .proposals_committed
-            .fetch_add(entries.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(proposals as u64, std::sync::atomic::Ordering::Relaxed);
         self.hub.publish(batch);
         Ok(out)
     }
