@@ -720,10 +720,7 @@ fn member_endpoint_metrics_and_health() {
         "{status:?}"
     );
     let text = etcdctl_ok(ep, &["endpoint", "status"]);
-    assert!(
-        text.starts_with(ep.trim_start_matches("http://")),
-        "{text:?}"
-    );
+    assert!(text.starts_with(ep), "{text:?}");
     assert!(text.contains(&format!("{id:x}")), "{text:?}");
 
     // etcdctl 3.4 prints the health verdict on stderr.

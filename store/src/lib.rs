@@ -9,6 +9,7 @@
 //! read-index barrier (linearizable) or directly (serializable). Members talk to
 //! each other through [`network`].
 
+pub mod authority;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -21,6 +21,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
+use crate::authority::AuthorityFix;
 use crate::config::listen_addr;
 use crate::error::{Error, EtcdError, Result};
 use crate::mvcc::KeyRange;
@@ -832,7 +833,15 @@ pub async fn serve(store: Arc<Store>, shutdown: tokio_watch::Receiver<bool>) -> 
                 rpc::maintenance_server::MaintenanceServer::new(MaintenanceService(s.clone()))
                     .max_decoding_message_size(max_in),
             );
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            |conn| {
+                conn.map(|s| {
+                    let _ = s.set_nodelay(true);
+                    AuthorityFix::new(s)
+                })
+            },
+        );
         tasks.spawn(async move {
             router
                 .serve_with_incoming_shutdown(incoming, until(sd))

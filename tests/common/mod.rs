@@ -619,10 +619,6 @@ fn etcdctl_command(endpoints: &str, args: &[&str]) -> Command {
     ] {
         cmd.env_remove(var);
     }
-    // etcdctl 3.4 sends a scheme-prefixed endpoint verbatim as the HTTP/2
-    // `:authority` of `endpoint status|health`, which h2 (capstan's server)
-    // rejects as malformed; host:port is what it accepts (see README, known gaps).
-    let endpoints = endpoints.replace("http://", "");
     cmd.env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={endpoints}"))
         .arg("--dial-timeout=2s")
