@@ -191,6 +191,20 @@ async fn connections(endpoints: &[String], n: usize) -> Result<Vec<Client>> {
     Ok(out)
 }
 
+type Measured = tokio::task::JoinHandle<(Vec<u32>, usize)>;
+
+/// Joins measuring tasks (latencies in µs, error count) into one [`Stats`].
+async fn gather(tasks: Vec<Measured>, started: Instant) -> Result<Stats> {
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await?;
+        lat.extend(l);
+        errors += e;
+    }
+    Ok(stats(lat, started.elapsed(), errors))
+}
+
 /// `clients` concurrent writers put 256-byte values until `total` puts are done
 /// or `limit` passes.
 async fn put_bench(
@@ -226,14 +240,7 @@ async fn put_bench(
             (lat, errors)
         }));
     }
-    let mut lat = Vec::new();
-    let mut errors = 0;
-    for t in tasks {
-        let (l, e) = t.await?;
-        lat.extend(l);
-        errors += e;
-    }
-    Ok(stats(lat, started.elapsed(), errors))
+    gather(tasks, started).await
 }
 
 /// Loads `keys` keys under one prefix, then reads the whole prefix `reads` times
@@ -286,14 +293,7 @@ async fn range_bench(
             (lat, errors)
         }));
     }
-    let mut lat = Vec::new();
-    let mut errors = 0;
-    for t in tasks {
-        let (l, e) = t.await?;
-        lat.extend(l);
-        errors += e;
-    }
-    Ok(stats(lat, started.elapsed(), errors))
+    gather(tasks, started).await
 }
 
 /// `watchers` watchers on one prefix; `events` puts under it; returns delivered

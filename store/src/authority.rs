@@ -77,11 +77,6 @@ impl<S> AuthorityFix<S> {
         }
     }
 
-    /// The wrapped connection.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
     /// Moves whatever is buffered to the output and stops inspecting.
     fn pass_through(&mut self) {
         if let Some(p) = self.pending.take() {

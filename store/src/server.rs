@@ -349,7 +349,6 @@ async fn watch_stream(
                 let spec = WatchSpec {
                     id,
                     range: KeyRange::new(c.key.clone(), c.range_end.clone()),
-                    start_revision: c.start_revision,
                     prev_kv: c.prev_kv,
                     no_put: c
                         .filters

@@ -63,8 +63,6 @@ pub struct WatchSpec {
     pub id: i64,
     /// Keys watched.
     pub range: KeyRange,
-    /// First revision to deliver (0 = the next one).
-    pub start_revision: i64,
     /// Attach the previous value to each event.
     pub prev_kv: bool,
     /// Drop put events.
