@@ -252,25 +252,7 @@ async fn range_bench(
     limit: Duration,
 ) -> Result<Stats> {
     let conns = connections(endpoints, 4).await?;
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut loaders = Vec::new();
-    for i in 0..64 {
-        let mut c = conns[i % conns.len()].clone();
-        let next = next.clone();
-        loaders.push(tokio::spawn(async move {
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= keys {
-                    return Ok::<_, etcd_client::Error>(());
-                }
-                c.put(format!("bench/range/{n:08}"), vec![b'v'; 256], None)
-                    .await?;
-            }
-        }));
-    }
-    for l in loaders {
-        l.await??;
-    }
+    put_keys(&conns, "bench/range/", keys, 64).await?;
     let started = Instant::now();
     let done = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
