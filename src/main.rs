@@ -80,6 +80,9 @@ struct ServerArgs {
     /// Interval of watch progress notifications (e.g. 10m, 5s).
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     experimental_watch_progress_notify_interval: Duration,
+    /// Source IP of outgoing peer connections (multi-homed hosts; fault tests).
+    #[arg(long)]
+    peer_source_ip: Option<std::net::IpAddr>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -135,6 +138,7 @@ impl ServerArgs {
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
             election_timeout: Duration::from_millis(self.election_timeout),
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
+            peer_source_ip: self.peer_source_ip,
         })
     }
 }
@@ -147,8 +151,12 @@ async fn run_server(args: ServerArgs) -> Result<()> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let serving = tokio::spawn(capstan_store::server::serve(store.clone(), rx));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut removed = store.removed();
     tokio::select! {
         _ = term.recv() => info!("SIGTERM: shutting down"),
+        _ = removed.wait_for(|r| *r) => {
+            info!("this member was removed from the cluster: shutting down");
+        }
         _ = tokio::signal::ctrl_c() => info!("interrupt: shutting down"),
         r = serving => {
             store.shutdown().await;

@@ -53,6 +53,9 @@ pub struct StoreConfig {
     pub election_timeout: Duration,
     /// Interval of progress notifications on watches that ask for them.
     pub watch_progress_notify_interval: Duration,
+    /// Source address of outgoing peer connections (multi-homed hosts; the
+    /// fault tests use it to tell links apart).
+    pub peer_source_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for StoreConfig {
@@ -75,12 +78,13 @@ impl Default for StoreConfig {
             heartbeat_interval: Duration::from_millis(100),
             election_timeout: Duration::from_millis(1000),
             watch_progress_notify_interval: Duration::from_secs(600),
+            peer_source_ip: None,
         }
     }
 }
 
 /// FNV-1a, 64 bit: stable across builds and platforms, unlike `DefaultHasher`.
-fn fnv64(parts: &[&str]) -> u64 {
+pub(crate) fn fnv64(parts: &[&str]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for p in parts {
         for b in p.bytes().chain(std::iter::once(0)) {
@@ -141,12 +145,24 @@ impl StoreConfig {
         Ok(self)
     }
 
-    /// This member's peer URL as listed in `--initial-cluster`.
+    /// This member's peer URL: its advertised one when `--initial-cluster` lists it
+    /// under this member's name, else the first URL listed under the name.
     pub fn own_peer_url(&self) -> String {
-        self.initial_cluster
+        let mine = |u: &String| {
+            self.initial_cluster
+                .iter()
+                .any(|(n, url)| n == &self.name && url == u)
+        };
+        self.initial_advertise_peer_urls
             .iter()
-            .find(|(n, _)| n == &self.name)
-            .map(|(_, u)| u.clone())
+            .find(|u| mine(u))
+            .or_else(|| {
+                self.initial_cluster
+                    .iter()
+                    .find(|(n, _)| n == &self.name)
+                    .map(|(_, u)| u)
+            })
+            .cloned()
             .unwrap_or_default()
     }
 

@@ -59,6 +59,21 @@ pub enum EtcdError {
     /// Unknown member id.
     #[error("etcdserver: member not found")]
     MemberNotFound,
+    /// MemberAdd/MemberUpdate with a peer URL another member has.
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExist,
+    /// MemberAdd/MemberUpdate with URLs that do not parse.
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
+    /// MemberPromote of a voting member.
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    /// MemberPromote of a learner that has not caught up with the leader.
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    /// MemberRemove of the only voting member.
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    NotEnoughStartedMembers,
     /// The member is stopping.
     #[error("etcdserver: server stopped")]
     Stopped,
@@ -77,7 +92,12 @@ impl EtcdError {
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            LeaseExist => Code::FailedPrecondition,
+            LeaseExist
+            | PeerUrlExist
+            | MemberNotLearner
+            | LearnerNotReady
+            | NotEnoughStartedMembers => Code::FailedPrecondition,
+            MemberBadUrls => Code::InvalidArgument,
             NoLeader | Timeout | Stopped => Code::Unavailable,
             NotCapable => Code::Unimplemented,
         }

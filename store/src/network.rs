@@ -5,6 +5,8 @@
 //! leader may serve (writes, read index, lease keep-alive and TTL).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +47,67 @@ pub enum Forward {
         /// Lease id.
         id: i64,
     },
+    /// A membership change, which only the leader may propose.
+    Member(MemberChange),
+    /// The cluster id and member list as this member sees them; any member
+    /// answers (a joining member asks before it knows its own id).
+    Members,
+    /// Sent by the leader to a member once its removal is committed: a removed
+    /// member gets no more log entries, so it would never learn it otherwise.
+    Removed {
+        /// The removed member.
+        id: NodeId,
+    },
+}
+
+/// A Cluster API change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MemberChange {
+    /// MemberAdd.
+    Add {
+        /// Peer URLs of the new member.
+        peer_urls: Vec<String>,
+        /// Added as a learner (never promoted automatically).
+        learner: bool,
+    },
+    /// MemberRemove.
+    Remove {
+        /// Member id.
+        id: NodeId,
+    },
+    /// MemberUpdate.
+    Update {
+        /// Member id.
+        id: NodeId,
+        /// New peer URLs.
+        peer_urls: Vec<String>,
+    },
+    /// MemberPromote.
+    Promote {
+        /// Member id.
+        id: NodeId,
+    },
+}
+
+/// One member as the Cluster API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberEntry {
+    /// Member id.
+    pub id: NodeId,
+    /// Name and URLs.
+    pub info: MemberInfo,
+    /// Whether it is a learner. A member added as a voter is one until it has
+    /// caught up and the leader promotes it.
+    pub learner: bool,
+}
+
+/// A member's view of the cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// The cluster id.
+    pub cluster_id: u64,
+    /// Every member.
+    pub members: Vec<MemberEntry>,
 }
 
 /// The leader's answer to a [`Forward`].
@@ -60,7 +123,22 @@ pub enum ForwardReply {
     NotLeader,
     /// The request failed with an etcd error.
     Failed(EtcdError),
+    /// The answer to a membership change: the new member's id (0 unless
+    /// added) and the member list after the change.
+    Members {
+        /// Id of the member the change was about.
+        id: NodeId,
+        /// The cluster after the change.
+        view: ClusterView,
+    },
+    /// The answer to [`Forward::Members`].
+    View(ClusterView),
 }
+
+/// gRPC metadata key carrying the sender's cluster id on every peer request:
+/// a member of another cluster (or one started on another cluster's data dir)
+/// is refused instead of corrupting this one.
+pub const CLUSTER_ID_HEADER: &str = "x-capstan-cluster-id";
 
 type ChannelMap = HashMap<(NodeId, String), PeerClient<Channel>>;
 
@@ -68,9 +146,58 @@ type ChannelMap = HashMap<(NodeId, String), PeerClient<Channel>>;
 #[derive(Debug, Clone, Default)]
 pub struct Peers {
     channels: Arc<Mutex<ChannelMap>>,
+    /// 0 until known (a joining member learns it from its peers).
+    cluster_id: Arc<AtomicU64>,
+    source_ip: Option<IpAddr>,
 }
 
 impl Peers {
+    /// Peers whose outgoing connections bind `source_ip` when it is set.
+    pub fn new(source_ip: Option<IpAddr>) -> Self {
+        Peers {
+            source_ip,
+            ..Default::default()
+        }
+    }
+
+    /// Sets the cluster id sent with every request.
+    pub fn set_cluster_id(&self, id: u64) {
+        self.cluster_id.store(id, Ordering::Relaxed);
+    }
+
+    /// A request carrying `msg` and this member's cluster id.
+    fn request<T>(&self, msg: T, timeout: Duration) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        r.set_timeout(timeout);
+        let id = self.cluster_id.load(Ordering::Relaxed);
+        if id != 0 {
+            if let Ok(v) = format!("{id:x}").parse() {
+                r.metadata_mut().insert(CLUSTER_ID_HEADER, v);
+            }
+        }
+        r
+    }
+
+    /// Drops cached channels to a member (its URL changed or it was removed).
+    pub fn forget(&self, id: NodeId) {
+        self.channels.lock().retain(|(m, _), _| *m != id);
+    }
+
+    /// Asks the member at `url` for its view of the cluster.
+    pub async fn view_at(&self, url: &str, timeout: Duration) -> Result<ClusterView> {
+        let node = MemberInfo {
+            peer_urls: vec![url.to_string()],
+            ..Default::default()
+        };
+        match self.forward(0, &node, &Forward::Members, timeout).await? {
+            ForwardReply::View(v) => Ok(v),
+            other => Err(Error::Peer {
+                target: url.to_string(),
+                detail: format!("unexpected reply {other:?}"),
+            }),
+        }
+    }
+
     /// The client for a member, by its first peer URL.
     pub fn client(&self, id: NodeId, node: &MemberInfo) -> Result<PeerClient<Channel>> {
         let url = node.peer_urls.first().cloned().unwrap_or_default();
@@ -81,6 +208,7 @@ impl Peers {
         let ep = Endpoint::from_shared(url.clone())
             .map_err(|e| Error::Config(format!("peer url {url:?} of member {id:x}: {e}")))?
             .connect_timeout(Duration::from_secs(1))
+            .local_address(self.source_ip)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5));
@@ -100,10 +228,12 @@ impl Peers {
         timeout: Duration,
     ) -> Result<ForwardReply> {
         let mut c = self.client(id, node)?;
-        let mut r = tonic::Request::new(PeerMessage {
-            data: encode(req).into(),
-        });
-        r.set_timeout(timeout);
+        let r = self.request(
+            PeerMessage {
+                data: encode(req).into(),
+            },
+            timeout,
+        );
         let resp = c.forward(r).await.map_err(|s| Error::Peer {
             target: format!("{id:x}"),
             detail: s.message().to_string(),
@@ -132,6 +262,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         Conn {
             target,
             client: self.peers.client(target, node),
+            peers: self.peers.clone(),
         }
     }
 }
@@ -140,6 +271,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct Conn {
     target: NodeId,
     client: Result<PeerClient<Channel>>,
+    peers: Peers,
 }
 
 type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, MemberInfo, RaftError<NodeId, E>>;
@@ -164,10 +296,12 @@ impl Conn {
                 )))
             }
         };
-        let mut r = tonic::Request::new(PeerMessage {
-            data: encode(req).into(),
-        });
-        r.set_timeout(opt.hard_ttl());
+        let r = self.peers.request(
+            PeerMessage {
+                data: encode(req).into(),
+            },
+            opt.hard_ttl(),
+        );
         let resp = match kind {
             "append" => client.append_entries(r).await,
             "vote" => client.vote(r).await,

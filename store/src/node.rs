@@ -4,12 +4,15 @@
 //! Writes go through Raft on the leader; a follower forwards them. Linearizable
 //! reads wait for the leader's read index to be applied locally.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::error::RaftError;
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
+use openraft::ChangeMembers;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::{ClusterState, StoreConfig};
@@ -19,15 +22,34 @@ use crate::lessor::Lessor;
 use crate::log_store::LogStore;
 use crate::metrics::{Gauges, Metrics};
 use crate::mvcc::Mvcc;
-use crate::network::{Forward, ForwardReply, Network, Peers};
+use crate::network::{
+    ClusterView, Forward, ForwardReply, MemberChange, MemberEntry, Network, Peers,
+};
 use crate::pb::etcdserverpb::ResponseHeader;
 use crate::proposer::{ProposeError, Proposer};
 use crate::sm::StateMachine;
-use crate::types::{Applied, MemberInfo, NodeId, Raft, Request};
+use crate::types::{decode, encode, Applied, MemberInfo, NodeId, Raft, Request};
 use crate::watch::{HeaderFn, WatchHub};
 
 /// etcd's maximum lease TTL (seconds).
 pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
+
+/// Which cluster a data dir belongs to and which member it is, fixed when the
+/// member first starts: later flags cannot move a data dir to another cluster.
+const META_IDENTITY: &[u8] = b"identity";
+/// Set when this member learns it was removed: it must not rejoin on its old data.
+const META_REMOVED: &[u8] = b"removed";
+
+/// A learner counts as caught up (for MemberPromote and for the automatic
+/// promotion of members added as voters) when it has 90% of the leader's log,
+/// etcd's rule.
+const LEARNER_READY_RATIO: f64 = 0.9;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Identity {
+    cluster_id: u64,
+    member_id: NodeId,
+}
 
 /// One store member.
 pub struct Store {
@@ -52,6 +74,8 @@ pub struct Store {
     leader_changes: AtomicU64,
     /// Database size, refreshed every tick: the quota check runs on every put.
     db_size: AtomicU64,
+    /// Turns true when this member has been removed from the cluster.
+    removed: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -66,15 +90,44 @@ impl Store {
     /// Opens the data dir, starts Raft and joins or forms the cluster.
     pub async fn start(config: StoreConfig) -> Result<Arc<Self>> {
         let config = config.validate()?;
-        let id = config.member_id();
-        let cluster_id = config.cluster_id();
         let db = tokio::task::block_in_place(|| Db::open(&config.data_dir))?;
+        if db.get(crate::db::cf::META, META_REMOVED)?.is_some() {
+            return Err(Error::Config(format!(
+                "this member was removed from its cluster; its data dir {} cannot rejoin. \
+                 Remove the data dir and add the member again (`etcdctl member add`)",
+                config.data_dir.display()
+            )));
+        }
+        let peers = Peers::new(config.peer_source_ip);
+        let (id, cluster_id) = match db.get(crate::db::cf::META, META_IDENTITY)? {
+            Some(v) => {
+                let i: Identity = decode("member identity", &v)?;
+                (i.member_id, i.cluster_id)
+            }
+            None => {
+                let (id, cluster_id) = match config.initial_cluster_state {
+                    ClusterState::New => (config.member_id(), config.cluster_id()),
+                    ClusterState::Existing => discover(&config, &peers).await?,
+                };
+                let mut b = rocksdb::WriteBatch::default();
+                b.put_cf(
+                    db.cf(crate::db::cf::META)?,
+                    META_IDENTITY,
+                    encode(&Identity {
+                        cluster_id,
+                        member_id: id,
+                    }),
+                );
+                db.write_sync(b)?;
+                (id, cluster_id)
+            }
+        };
+        peers.set_cluster_id(cluster_id);
         let metrics = Arc::new(Metrics::default());
         let mvcc = tokio::task::block_in_place(|| Mvcc::open(db.clone()))?;
         let hub = WatchHub::default();
         let log = LogStore::new(db.clone(), metrics.clone())?;
         let sm = StateMachine::new(mvcc.clone(), hub.clone(), metrics.clone());
-        let peers = Peers::default();
         let hb = config.heartbeat_interval.as_millis() as u64;
         let et = config.election_timeout.as_millis() as u64;
         let raft_config = openraft::Config {
@@ -114,11 +167,13 @@ impl Store {
             proposer: Proposer::start(raft.clone()),
             leader_changes: AtomicU64::new(0),
             db_size: AtomicU64::new(0),
+            removed: watch::Sender::new(false),
         });
         store.bootstrap().await?;
         tokio::spawn(store.clone().lease_loop());
         tokio::spawn(store.clone().leader_watch());
         tokio::spawn(store.clone().publish_attributes());
+        tokio::spawn(store.clone().promoter());
         info!(member_id = %format_args!("{id:x}"), cluster_id = %format_args!("{cluster_id:x}"), name = %store.config.name, "store member started");
         Ok(store)
     }
@@ -144,6 +199,7 @@ impl Store {
                         name: name.clone(),
                         peer_urls: vec![url.clone()],
                         client_urls: Vec::new(),
+                        promote: false,
                     },
                 )
             })
@@ -297,10 +353,31 @@ impl Store {
 
     /// Serves a request forwarded by another member.
     pub async fn serve_forward(&self, req: Forward) -> ForwardReply {
+        if let Forward::Members = req {
+            return ForwardReply::View(self.view());
+        }
+        if let Forward::Removed { id } = req {
+            if id == self.id {
+                self.mark_removed();
+            }
+            return ForwardReply::View(self.view());
+        }
         if !self.is_leader() {
             return ForwardReply::NotLeader;
         }
         match req {
+            Forward::Members | Forward::Removed { .. } => ForwardReply::View(self.view()),
+            Forward::Member(change) => match self.local_member_change(change).await {
+                Ok(id) => ForwardReply::Members {
+                    id,
+                    view: self.view(),
+                },
+                Err(Error::Etcd(e)) => ForwardReply::Failed(e),
+                Err(e) => {
+                    warn!(error = %e, "membership change failed");
+                    ForwardReply::Failed(EtcdError::Timeout)
+                }
+            },
             Forward::Write(r) => match self.proposer.propose(r).await {
                 Ok(applied) => ForwardReply::Written(applied),
                 Err(ProposeError::NotLeader) => ForwardReply::NotLeader,
@@ -443,6 +520,240 @@ impl Store {
         }
     }
 
+    /// This member's view of the cluster, as MemberList answers it.
+    pub fn view(&self) -> ClusterView {
+        ClusterView {
+            cluster_id: self.cluster_id,
+            members: self
+                .members()
+                .into_iter()
+                .map(|(id, info, learner)| MemberEntry { id, info, learner })
+                .collect(),
+        }
+    }
+
+    /// Turns true once this member has been removed from the cluster; the
+    /// process should then stop, as etcd's does.
+    pub fn removed(&self) -> watch::Receiver<bool> {
+        self.removed.subscribe()
+    }
+
+    fn mark_removed(&self) {
+        if *self.removed.borrow() {
+            return;
+        }
+        warn!("this member has been removed from the cluster");
+        let mut b = rocksdb::WriteBatch::default();
+        if let Ok(cf) = self.db.cf(crate::db::cf::META) {
+            b.put_cf(cf, META_REMOVED, b"1");
+            if let Err(e) = self.db.write_sync(b) {
+                warn!(error = %e, "recording the removal failed");
+            }
+        }
+        self.removed.send_replace(true);
+    }
+
+    /// Applies a Cluster API change on the leader (forwarded from a follower);
+    /// returns the id of the member concerned and the members after the change.
+    pub async fn change_members(&self, change: MemberChange) -> Result<(NodeId, ClusterView)> {
+        let deadline = Instant::now() + self.request_timeout();
+        loop {
+            let (leader, node) = self.wait_for_leader(deadline).await?;
+            if leader == self.id {
+                let id = self.local_member_change(change.clone()).await?;
+                return Ok((id, self.view()));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let req = Forward::Member(change.clone());
+            match self.peers.forward(leader, &node, &req, left).await {
+                Ok(ForwardReply::Members { id, view }) => return Ok((id, view)),
+                Ok(ForwardReply::Failed(e)) => return Err(e.into()),
+                Ok(_) | Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                _ => return Err(EtcdError::Timeout.into()),
+            }
+        }
+    }
+
+    async fn local_member_change(&self, change: MemberChange) -> Result<NodeId> {
+        let membership = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let url_taken = |urls: &[String], except: NodeId| {
+            membership
+                .nodes()
+                .any(|(id, n)| *id != except && n.peer_urls.iter().any(|u| urls.contains(u)))
+        };
+        let (id, changes) = match change {
+            MemberChange::Add { peer_urls, learner } => {
+                check_peer_urls(&peer_urls)?;
+                if url_taken(&peer_urls, 0) {
+                    return Err(EtcdError::PeerUrlExist.into());
+                }
+                let id = new_member_id(&peer_urls, &self.config.initial_cluster_token);
+                let node = MemberInfo {
+                    peer_urls,
+                    promote: !learner,
+                    ..Default::default()
+                };
+                info!(member = %format_args!("{id:x}"), %node, learner, "adding member");
+                (id, ChangeMembers::AddNodes(BTreeMap::from([(id, node)])))
+            }
+            MemberChange::Remove { id } => {
+                if membership.get_node(&id).is_none() {
+                    return Err(EtcdError::MemberNotFound.into());
+                }
+                info!(member = %format_args!("{id:x}"), "removing member");
+                if voters.contains(&id) {
+                    if voters.len() == 1 {
+                        return Err(EtcdError::NotEnoughStartedMembers.into());
+                    }
+                    (id, ChangeMembers::RemoveVoters(BTreeSet::from([id])))
+                } else {
+                    (id, ChangeMembers::RemoveNodes(BTreeSet::from([id])))
+                }
+            }
+            MemberChange::Update { id, peer_urls } => {
+                check_peer_urls(&peer_urls)?;
+                let Some(node) = membership.get_node(&id) else {
+                    return Err(EtcdError::MemberNotFound.into());
+                };
+                if url_taken(&peer_urls, id) {
+                    return Err(EtcdError::PeerUrlExist.into());
+                }
+                let node = MemberInfo {
+                    peer_urls,
+                    ..node.clone()
+                };
+                (id, ChangeMembers::SetNodes(BTreeMap::from([(id, node)])))
+            }
+            MemberChange::Promote { id } => {
+                if membership.get_node(&id).is_none() {
+                    return Err(EtcdError::MemberNotFound.into());
+                }
+                if voters.contains(&id) {
+                    return Err(EtcdError::MemberNotLearner.into());
+                }
+                if !self.learner_ready(id) {
+                    return Err(EtcdError::LearnerNotReady.into());
+                }
+                (id, ChangeMembers::AddVoterIds(BTreeSet::from([id])))
+            }
+        };
+        let removing = matches!(
+            changes,
+            ChangeMembers::RemoveVoters(_) | ChangeMembers::RemoveNodes(_)
+        );
+        let log_id = self.propose_membership(changes).await?;
+        // The member list is read from the metrics, which trail the commit.
+        let _ = self
+            .raft
+            .wait(Some(Duration::from_secs(2)))
+            .metrics(
+                |m| m.membership_config.log_id().is_some_and(|l| l >= log_id),
+                "membership applied",
+            )
+            .await;
+        if removing {
+            self.peers.forget(id);
+            if id == self.id {
+                self.mark_removed();
+            } else if let Some(node) = membership.get_node(&id) {
+                // Best effort: a member that is down learns it when it restarts
+                // and finds no leader that knows it.
+                let _ = self
+                    .peers
+                    .forward(id, node, &Forward::Removed { id }, Duration::from_secs(1))
+                    .await;
+                self.peers.forget(id);
+            }
+        }
+        Ok(id)
+    }
+
+    async fn propose_membership(
+        &self,
+        changes: ChangeMembers<NodeId, MemberInfo>,
+    ) -> Result<crate::types::LogId> {
+        let r = tokio::time::timeout(
+            self.request_timeout(),
+            self.raft.change_membership(changes, false),
+        )
+        .await
+        .map_err(|_| EtcdError::Timeout)?;
+        match r {
+            Ok(resp) => Ok(resp.log_id),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(EtcdError::NoLeader.into())
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => match e {
+                ChangeMembershipError::LearnerNotFound(_) => Err(EtcdError::MemberNotFound.into()),
+                ChangeMembershipError::EmptyMembership(_) => {
+                    Err(EtcdError::NotEnoughStartedMembers.into())
+                }
+                // Another change is still being committed: etcd answers the same
+                // way when a conf change cannot be applied in time.
+                ChangeMembershipError::InProgress(_) => Err(EtcdError::Timeout.into()),
+            },
+            Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped.into()),
+        }
+    }
+
+    /// Whether a learner's replicated log reaches 90% of the leader's.
+    fn learner_ready(&self, id: NodeId) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        let leader_index = m.last_log_index.unwrap_or(0);
+        let matched = m
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&id).cloned().flatten())
+            .map(|l| l.index);
+        matched.is_some_and(|i| i as f64 >= leader_index as f64 * LEARNER_READY_RATIO)
+    }
+
+    /// On the leader: promotes members added as voters once they have caught up.
+    async fn promoter(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(300));
+        loop {
+            tick.tick().await;
+            if *self.removed.borrow() {
+                return;
+            }
+            if !self.is_leader() {
+                continue;
+            }
+            let membership = self
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .clone();
+            let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+            let ready: BTreeSet<NodeId> = membership
+                .nodes()
+                .filter(|(id, n)| n.promote && !voters.contains(id) && self.learner_ready(**id))
+                .map(|(id, _)| *id)
+                .collect();
+            if ready.is_empty() {
+                continue;
+            }
+            info!(members = ?ready, "promoting caught-up members to voters");
+            if let Err(e) = self
+                .propose_membership(ChangeMembers::AddVoterIds(ready))
+                .await
+            {
+                warn!(error = %e, "promoting members failed; will retry");
+            }
+        }
+    }
+
     /// Members with their names and URLs, and whether each is a learner.
     pub fn members(&self) -> Vec<(NodeId, MemberInfo, bool)> {
         let m = self.raft.metrics().borrow().clone();
@@ -497,5 +808,98 @@ impl Store {
             warn!(error = ?e, "raft shutdown");
         }
         let _ = self.db.sync_wal();
+    }
+}
+
+/// Checks MemberAdd/MemberUpdate peer URLs: at least one, each `http(s)://host:port`.
+fn check_peer_urls(urls: &[String]) -> Result<()> {
+    let ok = !urls.is_empty()
+        && urls.iter().all(|u| {
+            url::Url::parse(u).is_ok_and(|p| {
+                matches!(p.scheme(), "http" | "https")
+                    && p.host_str().is_some()
+                    && p.port().is_some()
+            })
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(EtcdError::MemberBadUrls.into())
+    }
+}
+
+/// A new member's id: like etcd, from its URLs, the cluster token and the
+/// time, so a member removed and added again gets a new id.
+fn new_member_id(peer_urls: &[String], token: &str) -> NodeId {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+        .to_string();
+    let mut parts: Vec<&str> = peer_urls.iter().map(String::as_str).collect();
+    parts.push(token);
+    parts.push(&now);
+    crate::config::fnv64(&parts).max(1)
+}
+
+/// A member started with `--initial-cluster-state existing` on an empty data
+/// dir asks the other members of `--initial-cluster` for the cluster, finds
+/// itself by peer URL (MemberAdd put it there) and learns its id and the
+/// cluster id. etcd's checks apply: the member must have been added, its name
+/// must be free, and `--initial-cluster` must list the cluster's peer URLs.
+async fn discover(config: &StoreConfig, peers: &Peers) -> Result<(NodeId, u64)> {
+    let me = config.own_peer_url();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut errors = Vec::new();
+        for (name, url) in &config.initial_cluster {
+            if *url == me {
+                continue;
+            }
+            let view = match peers.view_at(url, Duration::from_secs(2)).await {
+                Ok(v) => v,
+                Err(e) => {
+                    errors.push(format!("{name} ({url}): {e}"));
+                    continue;
+                }
+            };
+            let Some(mine) = view.members.iter().find(|m| m.info.peer_urls.contains(&me)) else {
+                return Err(Error::Config(format!(
+                    "the cluster at {url} has no member with peer URL {me}; add it first \
+                     (`etcdctl member add {} --peer-urls={me}`)",
+                    config.name
+                )));
+            };
+            if let Some(other) = view
+                .members
+                .iter()
+                .find(|m| m.id != mine.id && m.info.name == config.name)
+            {
+                return Err(Error::Config(format!(
+                    "member name {:?} is already used by member {:x} of the cluster",
+                    config.name, other.id
+                )));
+            }
+            let theirs: BTreeSet<&String> = view
+                .members
+                .iter()
+                .flat_map(|m| &m.info.peer_urls)
+                .collect();
+            let ours: BTreeSet<&String> = config.initial_cluster.iter().map(|(_, u)| u).collect();
+            if theirs != ours {
+                return Err(Error::Config(format!(
+                    "--initial-cluster peer URLs {ours:?} do not match the cluster's {theirs:?}"
+                )));
+            }
+            info!(member_id = %format_args!("{:x}", mine.id), cluster_id = %format_args!("{:x}", view.cluster_id), "joining existing cluster");
+            return Ok((mine.id, view.cluster_id));
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Config(format!(
+                "cannot join the cluster: no other member of --initial-cluster answered ({})",
+                errors.join("; ")
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

@@ -25,11 +25,11 @@ use crate::authority::AuthorityFix;
 use crate::config::listen_addr;
 use crate::error::{Error, EtcdError, Result};
 use crate::mvcc::KeyRange;
-use crate::network::{Forward, MAX_PEER_MESSAGE};
+use crate::network::{ClusterView, Forward, MemberChange, CLUSTER_ID_HEADER, MAX_PEER_MESSAGE};
 use crate::node::{Store, MAX_LEASE_TTL};
 use crate::pb::capstanpb::{peer_server, PeerMessage};
 use crate::pb::etcdserverpb::{self as rpc, request_op::Request as Op};
-use crate::types::{decode, encode, Pb, Reply, Request as Req};
+use crate::types::{decode, encode, NodeId, Pb, Reply, Request as Req};
 use crate::watch::{run_watcher, Progress, WatchSpec};
 
 /// The version reported by Status: the etcd API level capstan speaks.
@@ -570,51 +570,88 @@ impl rpc::lease_server::Lease for LeaseService {
 #[derive(Clone)]
 pub struct ClusterService(pub Arc<Store>);
 
-const NO_RECONFIG: &str =
-    "capstan: member reconfiguration (add/remove/update/promote) is not implemented yet; \
-                           members are fixed by --initial-cluster";
-
 impl ClusterService {
     fn member_list(&self) -> Vec<rpc::Member> {
-        self.0
-            .members()
-            .into_iter()
-            .map(|(id, info, learner)| rpc::Member {
-                id,
-                name: info.name,
-                peer_ur_ls: info.peer_urls,
-                client_ur_ls: info.client_urls,
-                is_learner: learner,
-            })
-            .collect()
+        to_members(self.0.view())
     }
+
+    async fn change(
+        &self,
+        change: MemberChange,
+    ) -> Result<(Option<rpc::ResponseHeader>, NodeId, Vec<rpc::Member>), Status> {
+        let (id, view) = self.0.change_members(change).await?;
+        Ok((
+            Some(self.0.header(self.0.mvcc.revision())),
+            id,
+            to_members(view),
+        ))
+    }
+}
+
+fn to_members(view: ClusterView) -> Vec<rpc::Member> {
+    view.members
+        .into_iter()
+        .map(|m| rpc::Member {
+            id: m.id,
+            name: m.info.name,
+            peer_ur_ls: m.info.peer_urls,
+            client_ur_ls: m.info.client_urls,
+            is_learner: m.learner,
+        })
+        .collect()
 }
 
 #[tonic::async_trait]
 impl rpc::cluster_server::Cluster for ClusterService {
     async fn member_add(
         &self,
-        _r: Request<rpc::MemberAddRequest>,
+        r: Request<rpc::MemberAddRequest>,
     ) -> Result<Response<rpc::MemberAddResponse>, Status> {
-        Err(Status::unimplemented(NO_RECONFIG))
+        let r = r.into_inner();
+        let (header, id, members) = self
+            .change(MemberChange::Add {
+                peer_urls: r.peer_ur_ls,
+                learner: r.is_learner,
+            })
+            .await?;
+        let member = members.iter().find(|m| m.id == id).cloned();
+        Ok(Response::new(rpc::MemberAddResponse {
+            header,
+            member,
+            members,
+        }))
     }
     async fn member_remove(
         &self,
-        _r: Request<rpc::MemberRemoveRequest>,
+        r: Request<rpc::MemberRemoveRequest>,
     ) -> Result<Response<rpc::MemberRemoveResponse>, Status> {
-        Err(Status::unimplemented(NO_RECONFIG))
+        let id = r.into_inner().id;
+        let (header, _, members) = self.change(MemberChange::Remove { id }).await?;
+        Ok(Response::new(rpc::MemberRemoveResponse { header, members }))
     }
     async fn member_update(
         &self,
-        _r: Request<rpc::MemberUpdateRequest>,
+        r: Request<rpc::MemberUpdateRequest>,
     ) -> Result<Response<rpc::MemberUpdateResponse>, Status> {
-        Err(Status::unimplemented(NO_RECONFIG))
+        let r = r.into_inner();
+        let (header, _, members) = self
+            .change(MemberChange::Update {
+                id: r.id,
+                peer_urls: r.peer_ur_ls,
+            })
+            .await?;
+        Ok(Response::new(rpc::MemberUpdateResponse { header, members }))
     }
     async fn member_promote(
         &self,
-        _r: Request<rpc::MemberPromoteRequest>,
+        r: Request<rpc::MemberPromoteRequest>,
     ) -> Result<Response<rpc::MemberPromoteResponse>, Status> {
-        Err(Status::unimplemented(NO_RECONFIG))
+        let id = r.into_inner().id;
+        let (header, _, members) = self.change(MemberChange::Promote { id }).await?;
+        Ok(Response::new(rpc::MemberPromoteResponse {
+            header,
+            members,
+        }))
     }
     async fn member_list(
         &self,
@@ -764,9 +801,33 @@ impl rpc::maintenance_server::Maintenance for MaintenanceService {
 #[derive(Clone)]
 pub struct PeerService(pub Arc<Store>);
 
-fn peer_decode<T: for<'de> serde::Deserialize<'de>>(m: Request<PeerMessage>) -> Result<T, Status> {
-    decode("peer message", &m.into_inner().data)
-        .map_err(|e| Status::invalid_argument(e.to_string()))
+impl PeerService {
+    /// Decodes a peer message after checking it comes from this cluster.
+    fn decode<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        m: Request<PeerMessage>,
+    ) -> Result<T, Status> {
+        if let Some(v) = m.metadata().get(CLUSTER_ID_HEADER) {
+            let theirs = v
+                .to_str()
+                .ok()
+                .and_then(|s| u64::from_str_radix(s, 16).ok());
+            if theirs != Some(self.0.cluster_id) {
+                warn!(
+                    remote = ?m.remote_addr(),
+                    theirs = ?v,
+                    ours = %format_args!("{:x}", self.0.cluster_id),
+                    "refused a peer request from another cluster"
+                );
+                return Err(Status::failed_precondition(format!(
+                    "cluster ID mismatch: this member belongs to cluster {:x}",
+                    self.0.cluster_id
+                )));
+            }
+        }
+        decode("peer message", &m.into_inner().data)
+            .map_err(|e| Status::invalid_argument(e.to_string()))
+    }
 }
 
 fn peer_reply<T: serde::Serialize>(v: &T) -> Result<Response<PeerMessage>, Status> {
@@ -781,22 +842,22 @@ impl peer_server::Peer for PeerService {
         &self,
         m: Request<PeerMessage>,
     ) -> Result<Response<PeerMessage>, Status> {
-        let r = self.0.raft.append_entries(peer_decode(m)?).await;
+        let r = self.0.raft.append_entries(self.decode(m)?).await;
         peer_reply(&r)
     }
     async fn vote(&self, m: Request<PeerMessage>) -> Result<Response<PeerMessage>, Status> {
-        let r = self.0.raft.vote(peer_decode(m)?).await;
+        let r = self.0.raft.vote(self.decode(m)?).await;
         peer_reply(&r)
     }
     async fn install_snapshot(
         &self,
         m: Request<PeerMessage>,
     ) -> Result<Response<PeerMessage>, Status> {
-        let r = self.0.raft.install_snapshot(peer_decode(m)?).await;
+        let r = self.0.raft.install_snapshot(self.decode(m)?).await;
         peer_reply(&r)
     }
     async fn forward(&self, m: Request<PeerMessage>) -> Result<Response<PeerMessage>, Status> {
-        let req: Forward = peer_decode(m)?;
+        let req: Forward = self.decode(m)?;
         peer_reply(&self.0.serve_forward(req).await)
     }
 }

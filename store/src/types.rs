@@ -26,6 +26,11 @@ pub struct MemberInfo {
     pub peer_urls: Vec<String>,
     /// `--advertise-client-urls`, published by the member itself once it runs.
     pub client_urls: Vec<String>,
+    /// Added by MemberAdd as a voter: it joins as a Raft learner and the leader
+    /// promotes it once it has caught up, so an unstarted member never costs
+    /// the cluster its quorum.
+    #[serde(default)]
+    pub promote: bool,
 }
 
 impl fmt::Display for MemberInfo {

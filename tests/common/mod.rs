@@ -259,7 +259,65 @@ fn strip_scheme(url: &str) -> &str {
 pub struct Cluster {
     /// The members, in the order of `--initial-cluster`; member `i` is named `m{i}`.
     pub members: Vec<Member>,
+    token: String,
+    extra_args: Vec<String>,
     _dir: TempDir,
+}
+
+/// A member's flags: loopback ports, its data dir and log under `dir`.
+fn new_member(
+    dir: &std::path::Path,
+    name: &str,
+    (client, peer, metrics): (u16, u16, u16),
+    initial_cluster: &str,
+    state: &str,
+    token: &str,
+    extra_args: &[&str],
+) -> Member {
+    let client_url = format!("http://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let metrics_url = format!("http://127.0.0.1:{metrics}");
+    // Joiners may reuse a name (to test that it is refused): the peer port keeps
+    // their files apart.
+    let data_dir = dir.join(format!("{name}-{peer}.data"));
+    let log_path = dir.join(format!("{name}-{peer}.log"));
+    let data_dir_arg = data_dir.to_string_lossy().into_owned();
+    let mut args: Vec<String> = [
+        "--name",
+        name,
+        "--data-dir",
+        data_dir_arg.as_str(),
+        "--listen-client-urls",
+        client_url.as_str(),
+        "--advertise-client-urls",
+        client_url.as_str(),
+        "--listen-peer-urls",
+        peer_url.as_str(),
+        "--initial-advertise-peer-urls",
+        peer_url.as_str(),
+        "--listen-metrics-urls",
+        metrics_url.as_str(),
+        "--initial-cluster",
+        initial_cluster,
+        "--initial-cluster-state",
+        state,
+        "--initial-cluster-token",
+        token,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra_args.iter().map(|s| s.to_string()));
+    Member {
+        name: name.to_string(),
+        client_url,
+        peer_url,
+        metrics_url,
+        data_dir,
+        log_path,
+        child: None,
+        args,
+    }
 }
 
 impl Cluster {
@@ -296,53 +354,24 @@ impl Cluster {
         let members = ports
             .iter()
             .enumerate()
-            .map(|(i, &(client, peer, metrics))| {
-                let name = format!("m{i}");
-                let client_url = format!("http://127.0.0.1:{client}");
-                let peer_url = format!("http://127.0.0.1:{peer}");
-                let metrics_url = format!("http://127.0.0.1:{metrics}");
-                let data_dir = dir.path().join(format!("{name}.data"));
-                let log_path = dir.path().join(format!("{name}.log"));
-                let data_dir_arg = data_dir.to_string_lossy().into_owned();
-                let mut args: Vec<String> = [
-                    "--name",
-                    name.as_str(),
-                    "--data-dir",
-                    data_dir_arg.as_str(),
-                    "--listen-client-urls",
-                    client_url.as_str(),
-                    "--advertise-client-urls",
-                    client_url.as_str(),
-                    "--listen-peer-urls",
-                    peer_url.as_str(),
-                    "--initial-advertise-peer-urls",
-                    peer_url.as_str(),
-                    "--listen-metrics-urls",
-                    metrics_url.as_str(),
-                    "--initial-cluster",
-                    initial_cluster.as_str(),
-                    "--initial-cluster-state",
+            .map(|(i, &p)| {
+                new_member(
+                    dir.path(),
+                    &format!("m{i}"),
+                    p,
+                    &initial_cluster,
                     "new",
-                    "--initial-cluster-token",
-                    token.as_str(),
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-                args.extend(extra_args.iter().map(|s| s.to_string()));
-                Member {
-                    name,
-                    client_url,
-                    peer_url,
-                    metrics_url,
-                    data_dir,
-                    log_path,
-                    child: None,
-                    args,
-                }
+                    &token,
+                    extra_args,
+                )
             })
             .collect();
-        let mut cluster = Cluster { members, _dir: dir };
+        let mut cluster = Cluster {
+            members,
+            token,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            _dir: dir,
+        };
         for member in &mut cluster.members {
             member.spawn();
         }
@@ -439,6 +468,104 @@ impl Cluster {
     pub fn restart(&mut self, i: usize) {
         self.members[i].spawn();
         self.wait_ready(READY_TIMEOUT);
+    }
+
+    /// Adds a member the way an operator does: `etcdctl member add` (as a learner if
+    /// asked) against the running members, then starts it with
+    /// `--initial-cluster-state existing` and the `ETCD_INITIAL_CLUSTER` that etcdctl
+    /// printed. Waits until it serves; returns its index.
+    pub fn add_member(&mut self, learner: bool) -> usize {
+        let name = format!("m{}", self.members.len());
+        let i = self.join(&name, learner);
+        self.wait_ready(READY_TIMEOUT);
+        i
+    }
+
+    /// `etcdctl member add <name>` and starts the member, without waiting for it.
+    pub fn join(&mut self, name: &str, learner: bool) -> usize {
+        let ports = (free_port(), free_port(), free_port());
+        let peer_arg = format!("--peer-urls=http://127.0.0.1:{}", ports.1);
+        let mut args = vec!["member", "add", name, peer_arg.as_str()];
+        if learner {
+            args.push("--learner");
+        }
+        let out = etcdctl_ok(&self.live_endpoints(), &args);
+        let initial_cluster = out
+            .lines()
+            .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER="))
+            .unwrap_or_else(|| {
+                panic!("no ETCD_INITIAL_CLUSTER in `etcdctl member add` output:\n{out}")
+            })
+            .trim_matches('"')
+            .to_string();
+        self.spawn_joiner(name, ports, &initial_cluster)
+    }
+
+    /// Starts a member with `--initial-cluster-state existing` that nobody added: the
+    /// running members plus itself in `--initial-cluster`. Does not wait.
+    pub fn spawn_unadded(&mut self, name: &str) -> usize {
+        let ports = (free_port(), free_port(), free_port());
+        let mut initial: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| m.is_running())
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect();
+        initial.push(format!("{name}=http://127.0.0.1:{}", ports.1));
+        self.spawn_joiner(name, ports, &initial.join(","))
+    }
+
+    fn spawn_joiner(&mut self, name: &str, ports: (u16, u16, u16), initial: &str) -> usize {
+        let extra: Vec<&str> = self.extra_args.iter().map(String::as_str).collect();
+        let mut member = new_member(
+            self._dir.path(),
+            name,
+            ports,
+            initial,
+            "existing",
+            &self.token,
+            &extra,
+        );
+        member.spawn();
+        self.members.push(member);
+        self.members.len() - 1
+    }
+
+    /// Member `i`'s id as its own `endpoint status` reports it.
+    pub fn member_id(&self, i: usize) -> u64 {
+        endpoint_status(&self.members[i].client_url)
+            .unwrap_or_else(|| panic!("no status from member {}", self.members[i].name))
+            .member_id
+    }
+
+    /// Starts member `i` without waiting for it.
+    pub fn spawn_member(&mut self, i: usize) {
+        self.members[i].spawn();
+    }
+
+    /// Waits (bounded) for member `i`'s process to exit on its own; returns its status.
+    pub fn wait_exit(&mut self, i: usize, timeout: Duration) -> ExitStatus {
+        let member = &mut self.members[i];
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = member
+                .child
+                .as_mut()
+                .unwrap_or_else(|| panic!("member {} is not running", member.name));
+            if let Some(status) = child
+                .try_wait()
+                .unwrap_or_else(|e| panic!("cannot poll member {}: {e}", member.name))
+            {
+                member.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "member {} did not exit within {timeout:?}",
+                member.name
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Every member's client URL, comma-joined, as `--endpoints` takes them.
