@@ -53,6 +53,8 @@ pub struct StoreConfig {
     pub election_timeout: Duration,
     /// Interval of progress notifications on watches that ask for them.
     pub watch_progress_notify_interval: Duration,
+    /// `--auto-compaction-mode` + `--auto-compaction-retention`; `None` = off.
+    pub auto_compaction: Option<AutoCompaction>,
     /// Source address of outgoing peer connections (multi-homed hosts; the
     /// fault tests use it to tell links apart).
     pub peer_source_ip: Option<std::net::IpAddr>,
@@ -79,8 +81,92 @@ impl Default for StoreConfig {
             election_timeout: Duration::from_millis(1000),
             watch_progress_notify_interval: Duration::from_secs(600),
             peer_source_ip: None,
+            auto_compaction: None,
         }
     }
+}
+
+/// etcd's automatic compaction policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoCompaction {
+    /// Keep this much history by time: first compaction after the retention,
+    /// then every tenth of it, to the revision that was current a retention ago.
+    Periodic(Duration),
+    /// Keep this many revisions; checked every five minutes.
+    Revision(i64),
+}
+
+impl AutoCompaction {
+    /// Parses etcd's `--auto-compaction-mode` and `--auto-compaction-retention`
+    /// (periodic: a duration like `30m`, or a bare number of hours; revision: a
+    /// count). A zero retention turns compaction off.
+    pub fn parse(mode: &str, retention: &str) -> Result<Option<Self>> {
+        let bad = || {
+            Error::Config(format!(
+                "--auto-compaction-retention {retention:?} is not valid for mode {mode:?}"
+            ))
+        };
+        match mode {
+            "periodic" => {
+                let d = match retention.parse::<f64>() {
+                    Ok(h) if h >= 0.0 && h.is_finite() => Duration::from_secs_f64(h * 3600.0),
+                    Ok(_) => return Err(bad()),
+                    Err(_) => parse_duration(retention).ok_or_else(bad)?,
+                };
+                Ok((!d.is_zero()).then_some(AutoCompaction::Periodic(d)))
+            }
+            "revision" => {
+                let n: i64 = retention.parse().map_err(|_| bad())?;
+                if n < 0 {
+                    return Err(bad());
+                }
+                Ok((n > 0).then_some(AutoCompaction::Revision(n)))
+            }
+            other => Err(Error::Config(format!(
+                "--auto-compaction-mode must be periodic or revision, not {other:?}"
+            ))),
+        }
+    }
+
+    /// How often the compactor looks at the store.
+    pub fn interval(self) -> Duration {
+        match self {
+            AutoCompaction::Periodic(r) => (r / 10).max(Duration::from_millis(100)),
+            AutoCompaction::Revision(_) => Duration::from_secs(300),
+        }
+    }
+}
+
+/// Go-style durations as etcd prints them: `90s`, `30m`, `1h30m`, `500ms`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let n: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let secs = match &rest[..unit_len] {
+            "ms" => n / 1000.0,
+            "s" => n,
+            "m" => n * 60.0,
+            "h" => n * 3600.0,
+            _ => return None,
+        };
+        total += Duration::from_secs_f64(secs);
+        rest = &rest[unit_len..];
+    }
+    Some(total)
 }
 
 /// FNV-1a, 64 bit: stable across builds and platforms, unlike `DefaultHasher`.
@@ -212,4 +298,40 @@ pub fn listen_addr(url: &str) -> Result<std::net::SocketAddr> {
                 .ok_or(())
         })
         .map_err(|()| Error::Config(format!("URL {url:?}: cannot resolve host")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_compaction_flags_parse_like_etcd() {
+        let p = AutoCompaction::parse;
+        assert_eq!(p("periodic", "0").ok(), Some(None));
+        assert_eq!(
+            p("periodic", "1").ok(),
+            Some(Some(AutoCompaction::Periodic(Duration::from_secs(3600))))
+        );
+        assert_eq!(
+            p("periodic", "30m").ok(),
+            Some(Some(AutoCompaction::Periodic(Duration::from_secs(1800))))
+        );
+        assert_eq!(
+            p("periodic", "1h30m").ok(),
+            Some(Some(AutoCompaction::Periodic(Duration::from_secs(5400))))
+        );
+        assert_eq!(
+            p("revision", "1000").ok(),
+            Some(Some(AutoCompaction::Revision(1000)))
+        );
+        assert_eq!(p("revision", "0").ok(), Some(None));
+        assert!(p("revision", "10m").is_err());
+        assert!(p("periodic", "ten").is_err());
+        assert!(p("periodic", "-1").is_err());
+        assert!(p("daily", "1").is_err());
+        assert_eq!(
+            AutoCompaction::Periodic(Duration::from_secs(3600)).interval(),
+            Duration::from_secs(360)
+        );
+    }
 }

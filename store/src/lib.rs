@@ -23,6 +23,7 @@ pub mod pb;
 pub mod proposer;
 pub mod server;
 pub mod sm;
+pub mod snapshot;
 pub mod types;
 pub mod watch;
 

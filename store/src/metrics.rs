@@ -78,6 +78,10 @@ pub struct Metrics {
     pub watchers: AtomicU64,
     /// `etcd_debugging_mvcc_slow_watcher_total`: watchers moved to catch-up.
     pub slow_watchers: AtomicU64,
+    /// `capstan_snapshot_builds_total`: snapshot files written for Raft.
+    pub snapshot_builds: AtomicU64,
+    /// `capstan_snapshot_installs_total`: snapshots received from a leader and loaded.
+    pub snapshot_installs: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -89,6 +93,8 @@ impl Default for Metrics {
             proposals_failed: AtomicU64::new(0),
             watchers: AtomicU64::new(0),
             slow_watchers: AtomicU64::new(0),
+            snapshot_builds: AtomicU64::new(0),
+            snapshot_installs: AtomicU64::new(0),
         }
     }
 }
@@ -203,6 +209,18 @@ impl Metrics {
             "Total number of watchers moved to catch-up.",
             "counter",
             self.slow_watchers.load(Ordering::Relaxed) as f64,
+        );
+        gauge(
+            "capstan_snapshot_builds_total",
+            "Snapshots of the state machine written for Raft.",
+            "counter",
+            self.snapshot_builds.load(Ordering::Relaxed) as f64,
+        );
+        gauge(
+            "capstan_snapshot_installs_total",
+            "Snapshots received from the leader and installed.",
+            "counter",
+            self.snapshot_installs.load(Ordering::Relaxed) as f64,
         );
         self.wal_fsync.render(
             &mut out,

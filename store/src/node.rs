@@ -34,6 +34,11 @@ use crate::watch::{HeaderFn, WatchHub};
 /// etcd's maximum lease TTL (seconds).
 pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
 
+/// etcd's `AlarmType` NOSPACE.
+pub const ALARM_NOSPACE: i32 = 1;
+/// `--quota-backend-bytes` 0 means etcd's default, 2 GiB.
+const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
+
 /// Which cluster a data dir belongs to and which member it is, fixed when the
 /// member first starts: later flags cannot move a data dir to another cluster.
 const META_IDENTITY: &[u8] = b"identity";
@@ -70,12 +75,15 @@ pub struct Store {
     pub(crate) peers: Peers,
     pub(crate) lessor: Lessor,
     pub(crate) db: Db,
+    pub(crate) snaps: crate::snapshot::SnapshotDir,
     proposer: Proposer,
     leader_changes: AtomicU64,
     /// Database size, refreshed every tick: the quota check runs on every put.
     db_size: AtomicU64,
     /// Turns true when this member has been removed from the cluster.
     removed: watch::Sender<bool>,
+    /// A NOSPACE alarm proposal is in flight.
+    raising_nospace: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Store {
@@ -124,10 +132,13 @@ impl Store {
         };
         peers.set_cluster_id(cluster_id);
         let metrics = Arc::new(Metrics::default());
+        tokio::task::block_in_place(|| crate::snapshot::resume_load(&db))?;
+        let snaps = crate::snapshot::SnapshotDir::open(&config.data_dir)?;
+        let snap_dir = snaps.clone();
         let mvcc = tokio::task::block_in_place(|| Mvcc::open(db.clone()))?;
         let hub = WatchHub::default();
         let log = LogStore::new(db.clone(), metrics.clone())?;
-        let sm = StateMachine::new(mvcc.clone(), hub.clone(), metrics.clone());
+        let sm = StateMachine::new(mvcc.clone(), hub.clone(), metrics.clone(), snaps);
         let hb = config.heartbeat_interval.as_millis() as u64;
         let et = config.election_timeout.as_millis() as u64;
         let raft_config = openraft::Config {
@@ -138,8 +149,9 @@ impl Store {
             install_snapshot_timeout: 10_000,
             max_payload_entries: 1000,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count.max(1)),
-            max_in_snapshot_log_to_keep: 5000,
-            purge_batch_size: 1024,
+            // etcd keeps 5000 entries behind a snapshot for slow followers.
+            max_in_snapshot_log_to_keep: config.snapshot_count.clamp(1, 5000),
+            purge_batch_size: config.snapshot_count.clamp(1, 1024),
             ..Default::default()
         }
         .validate()
@@ -164,16 +176,19 @@ impl Store {
             peers,
             lessor: Lessor::default(),
             db,
+            snaps: snap_dir,
             proposer: Proposer::start(raft.clone()),
             leader_changes: AtomicU64::new(0),
             db_size: AtomicU64::new(0),
             removed: watch::Sender::new(false),
+            raising_nospace: std::sync::atomic::AtomicBool::new(false),
         });
         store.bootstrap().await?;
         tokio::spawn(store.clone().lease_loop());
         tokio::spawn(store.clone().leader_watch());
         tokio::spawn(store.clone().publish_attributes());
         tokio::spawn(store.clone().promoter());
+        tokio::spawn(store.clone().auto_compactor());
         info!(member_id = %format_args!("{id:x}"), cluster_id = %format_args!("{cluster_id:x}"), name = %store.config.name, "store member started");
         Ok(store)
     }
@@ -754,6 +769,42 @@ impl Store {
         }
     }
 
+    /// `--auto-compaction-*`: samples the revision on every member, and on the
+    /// leader proposes compactions (etcd's compactor runs on the leader).
+    async fn auto_compactor(self: Arc<Self>) {
+        let Some(policy) = self.config.auto_compaction else {
+            return;
+        };
+        let mut compactor = Compactor::new(policy);
+        let mut tick = tokio::time::interval(policy.interval());
+        loop {
+            tick.tick().await;
+            if *self.removed.borrow() {
+                return;
+            }
+            let (rev, compacted) = {
+                let st = self.mvcc.state.read();
+                (st.revision, st.compact_revision)
+            };
+            let Some(target) = compactor.tick(Instant::now(), rev, compacted) else {
+                continue;
+            };
+            if !self.is_leader() {
+                continue;
+            }
+            info!(revision = target, ?policy, "auto-compaction");
+            let req = Request::Compact(crate::types::Pb(
+                crate::pb::etcdserverpb::CompactionRequest {
+                    revision: target,
+                    physical: false,
+                },
+            ));
+            if let Err(e) = self.write(req).await {
+                warn!(error = %e, revision = target, "auto-compaction failed");
+            }
+        }
+    }
+
     /// Members with their names and URLs, and whether each is a learner.
     pub fn members(&self) -> Vec<(NodeId, MemberInfo, bool)> {
         let m = self.raft.metrics().borrow().clone();
@@ -790,6 +841,59 @@ impl Store {
             compact_revision: st.compact_revision,
             keys: st.index.len() as u64,
         }
+    }
+
+    /// Active alarms as (member, etcd `AlarmType`).
+    pub fn alarms(&self) -> Vec<(NodeId, i32)> {
+        self.mvcc.state.read().alarms.iter().copied().collect()
+    }
+
+    /// etcd's quota check for requests that grow the database: refused while a
+    /// NOSPACE alarm is active; a member over `--quota-backend-bytes` raises it.
+    pub fn check_quota(self: &Arc<Self>) -> Result<(), EtcdError> {
+        if self
+            .mvcc
+            .state
+            .read()
+            .alarms
+            .iter()
+            .any(|&(_, a)| a == ALARM_NOSPACE)
+        {
+            return Err(EtcdError::NoSpace);
+        }
+        let quota = match self.config.quota_backend_bytes {
+            0 => DEFAULT_QUOTA_BYTES,
+            q => q,
+        };
+        // The cached size may predate a compaction and defrag: look again.
+        if self.db_size() <= quota || self.refresh_db_size() <= quota {
+            return Ok(());
+        }
+        if !self.raising_nospace.swap(true, Ordering::AcqRel) {
+            let me = self.clone();
+            tokio::spawn(async move {
+                warn!(
+                    db_size = me.db_size(),
+                    quota, "database space exceeded: raising the NOSPACE alarm"
+                );
+                let req = Request::Alarm {
+                    activate: true,
+                    member: me.id,
+                    alarm: ALARM_NOSPACE,
+                };
+                if let Err(e) = me.write(req).await {
+                    warn!(error = %e, "raising the NOSPACE alarm failed");
+                }
+                me.raising_nospace.store(false, Ordering::Release);
+            });
+        }
+        Err(EtcdError::NoSpace)
+    }
+
+    fn refresh_db_size(&self) -> u64 {
+        let size = self.db.size_bytes();
+        self.db_size.store(size, Ordering::Relaxed);
+        size
     }
 
     /// Database size in bytes as of the last tick (at most 250 ms old).
@@ -901,5 +1005,135 @@ async fn discover(config: &StoreConfig, peers: &Peers) -> Result<(NodeId, u64)> 
             )));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// What `capstan snapshot restore` did.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    /// The new member's id.
+    pub member_id: NodeId,
+    /// The new cluster's id.
+    pub cluster_id: u64,
+    /// Store revision of the snapshot.
+    pub revision: i64,
+}
+
+/// `capstan snapshot restore`: builds a new member's data dir from a snapshot
+/// file. The keys, their history since the last compaction, the revision and
+/// the leases come from the file; the members and the cluster id come from the
+/// configuration, as with `etcdctl snapshot restore`. Start the member with the
+/// same flags and `--initial-cluster-state new` afterwards.
+pub fn restore(path: &std::path::Path, config: StoreConfig) -> Result<Restored> {
+    let config = config.validate()?;
+    crate::snapshot::verify(path)?;
+    if config.data_dir.exists()
+        && std::fs::read_dir(&config.data_dir).map(|mut d| d.next().is_some())?
+    {
+        return Err(Error::Config(format!(
+            "data-dir {:?} exists and is not empty; restore into a new directory",
+            config.data_dir
+        )));
+    }
+    let (member_id, cluster_id) = (config.member_id(), config.cluster_id());
+    let build = || -> Result<i64> {
+        let db = Db::open(&config.data_dir)?;
+        let header = crate::snapshot::load(&db, path, crate::snapshot::Load::Restore)?;
+        let mut b = rocksdb::WriteBatch::default();
+        b.put_cf(
+            db.cf(crate::db::cf::META)?,
+            META_IDENTITY,
+            encode(&Identity {
+                cluster_id,
+                member_id,
+            }),
+        );
+        db.write_sync(b)?;
+        Ok(header.revision)
+    };
+    match build() {
+        Ok(revision) => Ok(Restored {
+            member_id,
+            cluster_id,
+            revision,
+        }),
+        Err(e) => {
+            // Leave nothing half-built behind.
+            let _ = std::fs::remove_dir_all(&config.data_dir);
+            Err(e)
+        }
+    }
+}
+
+/// The decision part of the auto-compactor: which revision to compact to now.
+#[derive(Debug)]
+pub struct Compactor {
+    policy: crate::config::AutoCompaction,
+    /// (when, revision) samples, oldest first; only periodic mode keeps them.
+    samples: std::collections::VecDeque<(Instant, i64)>,
+}
+
+impl Compactor {
+    /// A compactor with no history.
+    pub fn new(policy: crate::config::AutoCompaction) -> Self {
+        Compactor {
+            policy,
+            samples: Default::default(),
+        }
+    }
+
+    /// Records the current revision; returns the revision to compact to, if any.
+    pub fn tick(&mut self, now: Instant, revision: i64, compacted: i64) -> Option<i64> {
+        use crate::config::AutoCompaction::*;
+        let target = match self.policy {
+            Periodic(retention) => {
+                self.samples.push_back((now, revision));
+                // Keep the newest sample that is at least a retention old.
+                while self.samples.len() >= 2 && now.duration_since(self.samples[1].0) >= retention
+                {
+                    self.samples.pop_front();
+                }
+                let &(at, rev) = self.samples.front()?;
+                (now.duration_since(at) >= retention).then_some(rev)?
+            }
+            Revision(keep) => revision - keep,
+        };
+        (target > compacted && target > 0).then_some(target)
+    }
+}
+
+#[cfg(test)]
+mod compactor_tests {
+    use super::*;
+    use crate::config::AutoCompaction;
+
+    #[test]
+    fn periodic_compacts_to_the_revision_one_retention_ago() {
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let mut c = Compactor::new(AutoCompaction::Periodic(Duration::from_secs(10)));
+        // Nothing before a whole retention has passed.
+        for i in 0..10 {
+            assert_eq!(c.tick(s(i), 100 + i as i64, 0), None, "at {i}s");
+        }
+        // Then every tick compacts to what was current 10 s earlier.
+        assert_eq!(c.tick(s(10), 110, 0), Some(100));
+        assert_eq!(c.tick(s(11), 111, 100), Some(101));
+        // Nothing new to compact: revision did not move a retention ago.
+        let mut idle = Compactor::new(AutoCompaction::Periodic(Duration::from_secs(10)));
+        for i in 0..30 {
+            let got = idle.tick(s(i), 50, 50);
+            assert_eq!(got, None, "at {i}s");
+        }
+    }
+
+    #[test]
+    fn revision_mode_keeps_the_last_n_revisions() {
+        let now = Instant::now();
+        let mut c = Compactor::new(AutoCompaction::Revision(100));
+        assert_eq!(c.tick(now, 50, 0), None);
+        assert_eq!(c.tick(now, 150, 0), Some(50));
+        assert_eq!(c.tick(now, 150, 50), None);
+        assert_eq!(c.tick(now, 1000, 50), Some(900));
     }
 }

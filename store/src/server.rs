@@ -32,6 +32,9 @@ use crate::pb::etcdserverpb::{self as rpc, request_op::Request as Op};
 use crate::types::{decode, encode, NodeId, Pb, Reply, Request as Req};
 use crate::watch::{run_watcher, Progress, WatchSpec};
 
+/// Bytes per Maintenance.Snapshot message (etcd sends 32 KiB).
+const SNAPSHOT_CHUNK: usize = 32 * 1024;
+
 /// The version reported by Status: the etcd API level capstan speaks.
 pub const ETCD_VERSION: &str = "3.5.0";
 
@@ -147,14 +150,7 @@ pub struct KvService(pub Arc<Store>);
 
 impl KvService {
     fn check_quota(&self) -> Result<(), EtcdError> {
-        let quota = match self.0.config.quota_backend_bytes {
-            0 => 2 * 1024 * 1024 * 1024,
-            q => q,
-        };
-        if self.0.db_size() > quota {
-            return Err(EtcdError::NoSpace);
-        }
-        Ok(())
+        self.0.check_quota()
     }
 }
 
@@ -457,6 +453,7 @@ impl rpc::lease_server::Lease for LeaseService {
         if r.ttl > MAX_LEASE_TTL {
             return Err(EtcdError::LeaseTtlTooLarge.into());
         }
+        self.0.check_quota()?;
         let ttl = r.ttl.max(self.0.min_lease_ttl());
         let id = if r.id != 0 {
             r.id
@@ -677,13 +674,44 @@ pub struct MaintenanceService(pub Arc<Store>);
 impl rpc::maintenance_server::Maintenance for MaintenanceService {
     async fn alarm(
         &self,
-        _r: Request<rpc::AlarmRequest>,
+        r: Request<rpc::AlarmRequest>,
     ) -> Result<Response<rpc::AlarmResponse>, Status> {
-        // capstan raises no alarms yet (NOSPACE comes with the HA issue); quota
-        // overruns are refused per request instead.
+        use rpc::alarm_request::AlarmAction;
+        let r = r.into_inner();
+        let alarms = match AlarmAction::try_from(r.action) {
+            Ok(AlarmAction::Get) => self
+                .0
+                .alarms()
+                .into_iter()
+                .filter(|&(m, a)| {
+                    (r.member_id == 0 || m == r.member_id) && (r.alarm == 0 || a == r.alarm)
+                })
+                .collect(),
+            Ok(action) => {
+                let req = Req::Alarm {
+                    activate: action == AlarmAction::Activate,
+                    member: r.member_id,
+                    alarm: r.alarm,
+                };
+                match self.0.write(req).await?.reply {
+                    Reply::Alarm(changed) => changed,
+                    Reply::Err(e) => return Err(e.into()),
+                    other => return Err(unexpected(other)),
+                }
+            }
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown alarm action {}",
+                    r.action
+                )))
+            }
+        };
         Ok(Response::new(rpc::AlarmResponse {
             header: Some(self.0.header(self.0.mvcc.revision())),
-            alarms: Vec::new(),
+            alarms: alarms
+                .into_iter()
+                .map(|(member_id, alarm)| rpc::AlarmMember { member_id, alarm })
+                .collect(),
         }))
     }
 
@@ -701,6 +729,12 @@ impl rpc::maintenance_server::Maintenance for MaintenanceService {
         let mut errors = Vec::new();
         if leader == 0 {
             errors.push("etcdserver: no leader".to_string());
+        }
+        for (m, a) in self.0.alarms() {
+            let name = rpc::AlarmType::try_from(a)
+                .map(|t| t.as_str_name())
+                .unwrap_or("UNKNOWN");
+            errors.push(format!("memberID:{m} alarm:{name} "));
         }
         Ok(Response::new(rpc::StatusResponse {
             header: Some(self.0.header(g.revision)),
@@ -773,9 +807,56 @@ impl rpc::maintenance_server::Maintenance for MaintenanceService {
         &self,
         _r: Request<rpc::SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(Status::unimplemented(
-            "capstan: snapshot save/restore is not implemented yet (it comes with the HA issue)",
-        ))
+        let store = self.0.clone();
+        let tmp = store.snaps.temp_path("save");
+        let (mvcc, path) = (store.mvcc.clone(), tmp.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            let header = crate::snapshot::write(&mvcc, &path)?;
+            let file = std::fs::File::open(&path)?;
+            Ok::<_, Error>((header, file))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()));
+        // Unlinked at once: the open handle keeps the data until the stream ends.
+        let _ = std::fs::remove_file(&tmp);
+        let (header, mut file) = written??;
+        let size = file.metadata().map_err(Error::from)?.len();
+        let resp_header = store.header(header.revision);
+        info!(
+            bytes = size,
+            revision = header.revision,
+            "streaming a snapshot"
+        );
+        let (tx, rx) = mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut sent = 0u64;
+            loop {
+                let mut blob = vec![0u8; SNAPSHOT_CHUNK];
+                let n = match file.read(&mut blob) {
+                    Ok(0) => return,
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(Status::internal(format!(
+                            "reading the snapshot: {e}"
+                        ))));
+                        return;
+                    }
+                };
+                blob.truncate(n);
+                sent += n as u64;
+                let msg = rpc::SnapshotResponse {
+                    header: Some(resp_header.clone()),
+                    remaining_bytes: size.saturating_sub(sent),
+                    blob: blob.into(),
+                    ..Default::default()
+                };
+                if tx.blocking_send(Ok(msg)).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn move_leader(

@@ -1,29 +1,21 @@
 //! The Raft state machine: openraft's view of [`Mvcc`], plus snapshots.
 //!
-//! A snapshot is the whole MVCC state (records, leases, member attributes) at
-//! the applied log id, streamed from RocksDB on a blocking thread.
+//! A snapshot is a file (see [`crate::snapshot`]) holding the whole MVCC state
+//! at the applied log id, written from a RocksDB snapshot on a blocking thread;
+//! openraft streams it to members that fell behind the purged log.
 
-use std::collections::BTreeMap;
-use std::io::Cursor;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
-use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder};
-use rocksdb::{IteratorMode, WriteBatch};
-use serde::{Deserialize, Serialize};
-
-use crate::db::cf;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::mvcc::{
-    Applier, EventBatch, LeaseRecord, Mvcc, StoredMembership, META_APPLIED, META_COMPACT,
-    META_MEMBERS, META_MEMBERSHIP, META_REVISION,
-};
-use crate::types::{
-    decode, encode, Applied, Entry, LogId, MemberInfo, NodeId, StorageError, TypeConfig,
-};
+use crate::mvcc::{Applier, EventBatch, Mvcc, State, StoredMembership};
+use crate::snapshot::{self, SnapshotDir};
+use crate::types::{Applied, Entry, LogId, MemberInfo, NodeId, StorageError, TypeConfig};
 use crate::watch::WatchHub;
+use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder};
 
 fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
     StorageError::from_io_error(
@@ -33,116 +25,52 @@ fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
     )
 }
 
-/// What a snapshot holds.
-#[derive(Debug, Serialize, Deserialize)]
-struct SnapshotBody {
-    revision: i64,
-    compact_revision: i64,
-    members: BTreeMap<NodeId, MemberInfo>,
-    leases: Vec<LeaseRecord>,
-    /// `kv` column family entries (revision key, record).
-    kv: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
 /// The state machine handed to openraft.
 pub struct StateMachine {
     mvcc: Arc<Mvcc>,
     hub: WatchHub,
     metrics: Arc<Metrics>,
+    snaps: SnapshotDir,
+    /// Where the snapshot being received from the leader is written.
+    receiving: Option<PathBuf>,
 }
 
 impl StateMachine {
-    /// Wraps the MVCC store.
-    pub fn new(mvcc: Arc<Mvcc>, hub: WatchHub, metrics: Arc<Metrics>) -> Self {
-        StateMachine { mvcc, hub, metrics }
-    }
-}
-
-fn build(mvcc: &Mvcc) -> Result<(SnapshotMeta<NodeId, MemberInfo>, Vec<u8>)> {
-    // The log is purged behind snapshots: make what they cover durable first.
-    mvcc.db.sync_wal()?;
-    let (applied, membership, revision, compact_revision, members, leases) = {
-        let st = mvcc.state.read();
-        let leases = st
-            .leases
-            .iter()
-            .map(|(id, l)| LeaseRecord {
-                id: *id,
-                ttl: l.ttl,
-            })
-            .collect::<Vec<_>>();
-        (
-            st.applied,
-            st.membership.clone(),
-            st.revision,
-            st.compact_revision,
-            st.members.clone(),
-            leases,
-        )
-    };
-    let mut kv = Vec::new();
-    for item in mvcc
-        .db
-        .raw()
-        .iterator_cf(mvcc.db.cf(cf::KV)?, IteratorMode::Start)
-    {
-        let (k, v) = item.map_err(Error::db("snapshot scan"))?;
-        match crate::mvcc::index::Rev::from_key(&k) {
-            Some((rev, _)) if rev.main > revision => break,
-            _ => kv.push((k.to_vec(), v.to_vec())),
+    /// Wraps the MVCC store; snapshots live in `snaps`.
+    pub fn new(mvcc: Arc<Mvcc>, hub: WatchHub, metrics: Arc<Metrics>, snaps: SnapshotDir) -> Self {
+        StateMachine {
+            mvcc,
+            hub,
+            metrics,
+            snaps,
+            receiving: None,
         }
     }
-    let body = SnapshotBody {
-        revision,
-        compact_revision,
-        members,
-        leases,
-        kv,
-    };
-    let snapshot_id = format!(
-        "{}-{}-{}",
-        applied.map(|l| l.leader_id.term).unwrap_or(0),
-        applied.map(|l| l.index).unwrap_or(0),
-        revision
-    );
-    let meta = SnapshotMeta {
-        last_log_id: applied,
-        last_membership: membership,
-        snapshot_id,
-    };
-    Ok((meta, encode(&body)))
 }
 
-fn install(mvcc: &Mvcc, meta: &SnapshotMeta<NodeId, MemberInfo>, data: &[u8]) -> Result<()> {
-    let body: SnapshotBody = decode("snapshot", data)?;
-    let db = &mvcc.db;
-    let mut st = mvcc.state.write();
-    let mut b = WriteBatch::default();
-    let (kv, lease, meta_cf) = (db.cf(cf::KV)?, db.cf(cf::LEASE)?, db.cf(cf::META)?);
-    b.delete_range_cf(kv, &[][..], &[0xffu8; 32][..]);
-    b.delete_range_cf(lease, &[][..], &[0xffu8; 32][..]);
-    for (k, v) in &body.kv {
-        b.put_cf(kv, k, v);
+fn meta_of(h: &snapshot::Header) -> SnapshotMeta<NodeId, MemberInfo> {
+    SnapshotMeta {
+        last_log_id: h.last_log_id,
+        last_membership: h.membership.clone(),
+        snapshot_id: h.snapshot_id.clone(),
     }
-    for l in &body.leases {
-        b.put_cf(lease, l.id.to_be_bytes(), encode(l));
-    }
-    let membership: StoredMembership = meta.last_membership.clone();
-    b.put_cf(meta_cf, META_APPLIED, encode(&meta.last_log_id));
-    b.put_cf(meta_cf, META_MEMBERSHIP, encode(&membership));
-    b.put_cf(meta_cf, META_REVISION, encode(&body.revision));
-    b.put_cf(meta_cf, META_COMPACT, encode(&body.compact_revision));
-    b.put_cf(meta_cf, META_MEMBERS, encode(&body.members));
-    db.write_sync(b)?;
-    st.applied = meta.last_log_id;
-    st.membership = membership;
-    st.revision = body.revision;
-    st.compact_revision = body.compact_revision;
-    st.members = body.members;
-    st.term = meta.last_log_id.map(|l| l.leader_id.term).unwrap_or(0);
-    Mvcc::rebuild(db, &mut st)?;
-    st.revision = st.revision.max(body.revision);
-    Ok(())
+}
+
+/// Builds a snapshot file of the current state and makes it the current one.
+fn build(mvcc: &Mvcc, snaps: &SnapshotDir) -> Result<(SnapshotMeta<NodeId, MemberInfo>, PathBuf)> {
+    let tmp = snaps.temp_path("build");
+    let header = snapshot::write(mvcc, &tmp).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })?;
+    let path = snaps.keep(&tmp, &header)?;
+    Ok((meta_of(&header), path))
+}
+
+async fn open_data(path: &std::path::Path) -> Result<Box<tokio::fs::File>, StorageError> {
+    tokio::fs::File::open(path)
+        .await
+        .map(Box::new)
+        .map_err(|e| sm_err(ErrorVerb::Read, e))
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
@@ -198,32 +126,84 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
             mvcc: self.mvcc.clone(),
+            snaps: self.snaps.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let path = self.snaps.temp_path("recv");
+        let f = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        self.receiving = Some(path);
+        Ok(Box::new(f))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, MemberInfo>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
-        tokio::task::block_in_place(|| install(&self.mvcc, meta, &data))
+        let Some(tmp) = self.receiving.take() else {
+            return Err(sm_err(
+                ErrorVerb::Write,
+                "snapshot installed without being received",
+            ));
+        };
+        snapshot
+            .sync_all()
+            .await
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        drop(snapshot);
+        let (mvcc, snaps, meta) = (self.mvcc.clone(), self.snaps.clone(), meta.clone());
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let header = snapshot::verify(&tmp)?.header;
+            if header.last_log_id != meta.last_log_id {
+                return Err(Error::Corrupt {
+                    what: "snapshot",
+                    detail: format!(
+                        "file covers {:?}, the leader announced {:?}",
+                        header.last_log_id, meta.last_log_id
+                    ),
+                });
+            }
+            let path = snaps.keep(&tmp, &header)?;
+            // Readers wait while the state is replaced under them.
+            let mut st = mvcc.state.write();
+            snapshot::load(&mvcc.db, &path, snapshot::Load::Raft)?;
+            *st = State::load(&mvcc.db)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| sm_err(ErrorVerb::Write, e))?
+        .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        self.metrics
+            .snapshot_installs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(snapshot = %meta.snapshot_id, "installed a snapshot from the leader");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        // Always the current state: a cached older snapshot could predate the
-        // purged part of the log.
-        let (meta, data) = tokio::task::block_in_place(|| build(&self.mvcc))
-            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        let (mvcc, snaps) = (self.mvcc.clone(), self.snaps.clone());
+        let found = tokio::task::spawn_blocking(move || -> Result<_> {
+            match snaps.latest()? {
+                Some((h, p)) => Ok((meta_of(&h), p)),
+                None => build(&mvcc, &snaps),
+            }
+        })
+        .await
+        .map_err(|e| sm_err(ErrorVerb::Read, e))?
+        .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        let (meta, path) = found;
         Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: open_data(&path).await?,
         }))
     }
 }
@@ -231,18 +211,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 /// Builds snapshots off the apply path.
 pub struct SnapshotBuilder {
     mvcc: Arc<Mvcc>,
+    snaps: SnapshotDir,
+    metrics: Arc<Metrics>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let mvcc = self.mvcc.clone();
-        let (meta, data) = tokio::task::spawn_blocking(move || build(&mvcc))
+        let (mvcc, snaps) = (self.mvcc.clone(), self.snaps.clone());
+        let (meta, path) = tokio::task::spawn_blocking(move || build(&mvcc, &snaps))
             .await
             .map_err(|e| sm_err(ErrorVerb::Read, e))?
             .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        self.metrics
+            .snapshot_builds
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: open_data(&path).await?,
         })
     }
 }

@@ -5,7 +5,6 @@
 //! of request types. Applying an entry yields an [`Applied`].
 
 use std::fmt;
-use std::io::Cursor;
 
 use prost::Message;
 use serde::de::Error as _;
@@ -47,7 +46,7 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = MemberInfo,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
 );
 
 /// The Raft instance of a store member.
@@ -139,6 +138,15 @@ pub enum Request {
     /// Client requests batched into one log entry by the leader's proposer: they
     /// share one append and one fsync, and are applied in order.
     Batch(Vec<Request>),
+    /// Raise or clear an alarm (etcd's AlarmRequest ACTIVATE / DEACTIVATE).
+    Alarm {
+        /// Raise (true) or clear (false).
+        activate: bool,
+        /// The member the alarm is about (0 = every member, when clearing).
+        member: NodeId,
+        /// etcd's `AlarmType` (1 = NOSPACE, 2 = CORRUPT; 0 = every type, when clearing).
+        alarm: i32,
+    },
     /// A member publishes its name and client URLs (etcd's member attributes).
     MemberAttr {
         /// Member id.
@@ -184,6 +192,8 @@ pub enum Reply {
     },
     /// LeaseRevoke.
     LeaseRevoke,
+    /// Alarm: the alarms the request changed, as (member, type).
+    Alarm(Vec<(NodeId, i32)>),
     /// One result per request of a [`Request::Batch`].
     Batch(Vec<Applied>),
 }
@@ -201,7 +211,10 @@ impl Request {
                 64 + client_urls.iter().map(String::len).sum::<usize>()
             }
             Request::LeaseExpire { ids } => 8 * ids.len() + 8,
-            Request::Compact(_) | Request::LeaseGrant { .. } | Request::LeaseRevoke { .. } => 24,
+            Request::Compact(_)
+            | Request::LeaseGrant { .. }
+            | Request::LeaseRevoke { .. }
+            | Request::Alarm { .. } => 24,
         }
     }
 }

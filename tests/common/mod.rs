@@ -96,6 +96,13 @@ fn server_command() -> Command {
     }
 }
 
+/// `capstan <subcommand>`, for the commands beside `server`.
+pub fn server_command_for(subcommand: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_capstan"));
+    cmd.arg(subcommand);
+    cmd
+}
+
 // ---------------------------------------------------------------------------------------
 // Ports
 // ---------------------------------------------------------------------------------------
@@ -336,6 +343,49 @@ impl Cluster {
 
     /// Starts `n` members without waiting for them.
     pub fn spawn(n: usize, extra_args: &[&str]) -> Cluster {
+        let mut cluster = Cluster::prepare(n, extra_args);
+        for member in &mut cluster.members {
+            member.spawn();
+        }
+        cluster
+    }
+
+    /// Builds a new `n`-member cluster from a snapshot file: `capstan snapshot restore`
+    /// into each member's data dir, then starts them and waits until they serve.
+    pub fn restore_from(snapshot: &std::path::Path, n: usize) -> Cluster {
+        let mut cluster = Cluster::prepare(n, &[]);
+        let initial = cluster
+            .members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect::<Vec<_>>()
+            .join(",");
+        for m in &cluster.members {
+            let mut cmd = server_command_for("snapshot");
+            cmd.arg("restore")
+                .arg(snapshot)
+                .arg("--data-dir")
+                .arg(&m.data_dir)
+                .args(["--name", &m.name, "--initial-cluster", &initial])
+                .args(["--initial-cluster-token", &cluster.token])
+                .args(["--initial-advertise-peer-urls", &m.peer_url]);
+            let out = run_bounded(cmd, None, WAIT);
+            assert!(
+                out.status.success(),
+                "capstan snapshot restore for {}: {}",
+                m.name,
+                output_text(&out)
+            );
+        }
+        for member in &mut cluster.members {
+            member.spawn();
+        }
+        cluster.wait_ready(READY_TIMEOUT);
+        cluster
+    }
+
+    /// The members' flags and directories, nothing started.
+    fn prepare(n: usize, extra_args: &[&str]) -> Cluster {
         assert!(n > 0, "a cluster needs at least one member");
         let dir = tempfile::Builder::new()
             .prefix("capstan-test-")
@@ -366,16 +416,17 @@ impl Cluster {
                 )
             })
             .collect();
-        let mut cluster = Cluster {
+        Cluster {
             members,
             token,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             _dir: dir,
-        };
-        for member in &mut cluster.members {
-            member.spawn();
         }
-        cluster
+    }
+
+    /// The cluster's temporary directory (removed on drop).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
     }
 
     /// Waits until every running member serves (see `Member::probe`). Panics, with the

@@ -14,8 +14,8 @@ use rocksdb::{ColumnFamily, WriteBatch};
 use super::index::Rev;
 use super::range::{self, KeyRange};
 use super::{
-    read_record, LeaseRecord, LeaseState, State, META_APPLIED, META_COMPACT, META_MEMBERS,
-    META_MEMBERSHIP, META_REVISION,
+    read_record, LeaseRecord, LeaseState, State, META_ALARMS, META_APPLIED, META_COMPACT,
+    META_MEMBERS, META_MEMBERSHIP, META_REVISION,
 };
 use crate::db::{cf, Db};
 use crate::error::{Error, EtcdError, Result};
@@ -215,6 +215,28 @@ impl<'a> Applier<'a> {
                 self.members_changed = true;
                 Reply::None
             }
+            Request::Alarm {
+                activate,
+                member,
+                alarm,
+            } => {
+                let mut changed = Vec::new();
+                if *activate {
+                    if self.st.alarms.insert((*member, *alarm)) {
+                        changed.push((*member, *alarm));
+                    }
+                } else {
+                    self.st.alarms.retain(|&(m, a)| {
+                        let hit = (*member == 0 || m == *member) && (*alarm == 0 || a == *alarm);
+                        if hit {
+                            changed.push((m, a));
+                        }
+                        !hit
+                    });
+                }
+                self.members_changed = true;
+                Reply::Alarm(changed)
+            }
         };
         Ok(out)
     }
@@ -230,6 +252,7 @@ impl<'a> Applier<'a> {
         }
         if self.members_changed {
             batch.put_cf(meta, META_MEMBERS, encode(&self.st.members));
+            batch.put_cf(meta, META_ALARMS, encode(&self.st.alarms));
         }
         batch.put_cf(meta, META_COMPACT, encode(&self.st.compact_revision));
         self.db.write_nosync(batch)?;

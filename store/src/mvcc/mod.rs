@@ -37,6 +37,7 @@ pub(crate) const META_MEMBERSHIP: &[u8] = b"membership";
 pub(crate) const META_REVISION: &[u8] = b"revision";
 pub(crate) const META_COMPACT: &[u8] = b"compact";
 pub(crate) const META_MEMBERS: &[u8] = b"members";
+pub(crate) const META_ALARMS: &[u8] = b"alarms";
 
 /// The Raft membership as stored by the state machine.
 pub type StoredMembership = openraft::StoredMembership<NodeId, MemberInfo>;
@@ -76,6 +77,38 @@ pub struct State {
     pub members: BTreeMap<NodeId, MemberInfo>,
     /// Raft term of the last applied entry.
     pub term: u64,
+    /// Active alarms as (member, etcd `AlarmType`).
+    pub alarms: BTreeSet<(NodeId, i32)>,
+}
+
+impl State {
+    /// Reads the applied state from the `meta` column family and rebuilds the
+    /// index and lease table from the others.
+    pub(crate) fn load(db: &Db) -> Result<State> {
+        let mut st = State::default();
+        let meta = |k: &[u8]| db.get(cf::META, k);
+        if let Some(v) = meta(META_APPLIED)? {
+            st.applied = decode("applied log id", &v)?;
+        }
+        if let Some(v) = meta(META_MEMBERSHIP)? {
+            st.membership = decode("membership", &v)?;
+        }
+        if let Some(v) = meta(META_REVISION)? {
+            st.revision = decode("revision", &v)?;
+        }
+        if let Some(v) = meta(META_COMPACT)? {
+            st.compact_revision = decode("compact revision", &v)?;
+        }
+        if let Some(v) = meta(META_MEMBERS)? {
+            st.members = decode("members", &v)?;
+        }
+        if let Some(v) = meta(META_ALARMS)? {
+            st.alarms = decode("alarms", &v)?;
+        }
+        st.term = st.applied.map(|l| l.leader_id.term).unwrap_or(0);
+        Mvcc::rebuild(db, &mut st)?;
+        Ok(st)
+    }
 }
 
 /// The MVCC store: RocksDB plus the in-memory index.
@@ -97,25 +130,7 @@ pub struct EventBatch {
 impl Mvcc {
     /// Opens the state machine and rebuilds the index from the `kv` column family.
     pub fn open(db: Db) -> Result<Arc<Self>> {
-        let mut st = State::default();
-        let meta = |k: &[u8]| db.get(cf::META, k);
-        if let Some(v) = meta(META_APPLIED)? {
-            st.applied = decode("applied log id", &v)?;
-        }
-        if let Some(v) = meta(META_MEMBERSHIP)? {
-            st.membership = decode("membership", &v)?;
-        }
-        if let Some(v) = meta(META_REVISION)? {
-            st.revision = decode("revision", &v)?;
-        }
-        if let Some(v) = meta(META_COMPACT)? {
-            st.compact_revision = decode("compact revision", &v)?;
-        }
-        if let Some(v) = meta(META_MEMBERS)? {
-            st.members = decode("members", &v)?;
-        }
-        st.term = st.applied.map(|l| l.leader_id.term).unwrap_or(0);
-        Self::rebuild(&db, &mut st)?;
+        let st = State::load(&db)?;
         Ok(Arc::new(Mvcc {
             db,
             state: RwLock::new(st),
