@@ -34,7 +34,7 @@ checks=(
   "protobuf-compiler:protoc"
 )
 if [ "$want_test" = 1 ]; then
-  checks+=("etcd-client:etcdctl")
+  checks+=("etcd-client:etcdctl" "openssl:openssl")
 fi
 if [ "$want_bench" = 1 ]; then
   checks+=("etcd-server:etcd")

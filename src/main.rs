@@ -125,6 +125,30 @@ struct ServerArgs {
     /// History to keep when compacting automatically; 0 turns it off.
     #[arg(long, default_value = "0")]
     auto_compaction_retention: String,
+    /// Client TLS certificate (PEM).
+    #[arg(long)]
+    cert_file: Option<PathBuf>,
+    /// Client TLS key (PEM).
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// CA bundle that client certificates must chain to (PEM).
+    #[arg(long)]
+    trusted_ca_file: Option<PathBuf>,
+    /// Require clients to present a certificate signed by --trusted-ca-file.
+    #[arg(long)]
+    client_cert_auth: bool,
+    /// Peer TLS certificate (PEM), served to and presented to other members.
+    #[arg(long)]
+    peer_cert_file: Option<PathBuf>,
+    /// Peer TLS key (PEM).
+    #[arg(long)]
+    peer_key_file: Option<PathBuf>,
+    /// CA bundle for peer certificates (PEM).
+    #[arg(long)]
+    peer_trusted_ca_file: Option<PathBuf>,
+    /// Require peers to present a certificate signed by --peer-trusted-ca-file.
+    #[arg(long)]
+    peer_client_cert_auth: bool,
     /// Source IP of outgoing peer connections (multi-homed hosts; fault tests).
     #[arg(long)]
     peer_source_ip: Option<std::net::IpAddr>,
@@ -184,6 +208,18 @@ impl ServerArgs {
             election_timeout: Duration::from_millis(self.election_timeout),
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
             peer_source_ip: self.peer_source_ip,
+            client_tls: capstan_store::tls::TlsFiles {
+                cert: self.cert_file,
+                key: self.key_file,
+                trusted_ca: self.trusted_ca_file,
+                client_cert_auth: self.client_cert_auth,
+            },
+            peer_tls: capstan_store::tls::TlsFiles {
+                cert: self.peer_cert_file,
+                key: self.peer_key_file,
+                trusted_ca: self.peer_trusted_ca_file,
+                client_cert_auth: self.peer_client_cert_auth,
+            },
             auto_compaction: capstan_store::config::AutoCompaction::parse(
                 &self.auto_compaction_mode,
                 &self.auto_compaction_retention,

@@ -53,6 +53,10 @@ pub struct StoreConfig {
     pub election_timeout: Duration,
     /// Interval of progress notifications on watches that ask for them.
     pub watch_progress_notify_interval: Duration,
+    /// Client TLS (`--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth`).
+    pub client_tls: crate::tls::TlsFiles,
+    /// Peer TLS (the `--peer-*` twins).
+    pub peer_tls: crate::tls::TlsFiles,
     /// `--auto-compaction-mode` + `--auto-compaction-retention`; `None` = off.
     pub auto_compaction: Option<AutoCompaction>,
     /// Source address of outgoing peer connections (multi-homed hosts; the
@@ -82,6 +86,8 @@ impl Default for StoreConfig {
             watch_progress_notify_interval: Duration::from_secs(600),
             peer_source_ip: None,
             auto_compaction: None,
+            client_tls: Default::default(),
+            peer_tls: Default::default(),
         }
     }
 }
@@ -212,6 +218,30 @@ impl StoreConfig {
         {
             listen_addr(u)?;
         }
+        for u in &self.listen_client_urls {
+            if u.starts_with("https://") && self.client_tls.cert_and_key_missing() {
+                return Err(Error::Config(format!(
+                    "--listen-client-urls {u} is https: --cert-file and --key-file are required"
+                )));
+            }
+        }
+        for u in &self.listen_peer_urls {
+            if u.starts_with("https://") && self.peer_tls.cert_and_key_missing() {
+                return Err(Error::Config(format!(
+                    "--listen-peer-urls {u} is https: --peer-cert-file and --peer-key-file are required"
+                )));
+            }
+        }
+        if self.client_tls.client_cert_auth && self.client_tls.trusted_ca.is_none() {
+            return Err(Error::Config(
+                "--client-cert-auth needs --trusted-ca-file".into(),
+            ));
+        }
+        if self.peer_tls.client_cert_auth && self.peer_tls.trusted_ca.is_none() {
+            return Err(Error::Config(
+                "--peer-client-cert-auth needs --peer-trusted-ca-file".into(),
+            ));
+        }
         if !self.initial_cluster.iter().any(|(n, _)| n == &self.name) {
             return Err(Error::Config(format!(
                 "--initial-cluster has no member named {:?} (--name); add `{}=<peer url>`",
@@ -274,9 +304,9 @@ impl StoreConfig {
 /// The socket address of an `http://host:port` URL.
 pub fn listen_addr(url: &str) -> Result<std::net::SocketAddr> {
     let u = url::Url::parse(url).map_err(|e| Error::Config(format!("bad URL {url:?}: {e}")))?;
-    if u.scheme() != "http" {
+    if u.scheme() != "http" && u.scheme() != "https" {
         return Err(Error::Config(format!(
-            "URL {url:?}: only http:// is served (TLS comes with the HA issue)"
+            "URL {url:?}: the scheme must be http or https"
         )));
     }
     let host = u.host_str().unwrap_or("127.0.0.1");

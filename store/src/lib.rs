@@ -24,6 +24,7 @@ pub mod proposer;
 pub mod server;
 pub mod sm;
 pub mod snapshot;
+pub mod tls;
 pub mod types;
 pub mod watch;
 

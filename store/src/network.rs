@@ -149,13 +149,17 @@ pub struct Peers {
     /// 0 until known (a joining member learns it from its peers).
     cluster_id: Arc<AtomicU64>,
     source_ip: Option<IpAddr>,
+    /// For `https://` peer URLs.
+    tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Peers {
-    /// Peers whose outgoing connections bind `source_ip` when it is set.
-    pub fn new(source_ip: Option<IpAddr>) -> Self {
+    /// Peers whose outgoing connections bind `source_ip` when it is set, and
+    /// use `tls` for `https://` peer URLs.
+    pub fn new(source_ip: Option<IpAddr>, tls: Option<tonic::transport::ClientTlsConfig>) -> Self {
         Peers {
             source_ip,
+            tls,
             ..Default::default()
         }
     }
@@ -212,6 +216,15 @@ impl Peers {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5));
+        let ep = match (&self.tls, url.starts_with("https://")) {
+            (Some(tls), true) => ep
+                .tls_config(tls.clone())
+                .map_err(|e| Error::Config(format!("peer TLS for {url}: {e}")))?,
+            (None, true) => return Err(Error::Config(format!(
+                "peer URL {url} is https but no --peer-trusted-ca-file / --peer-cert-file is set"
+            ))),
+            _ => ep,
+        };
         let c = PeerClient::new(ep.connect_lazy())
             .max_decoding_message_size(MAX_PEER_MESSAGE)
             .max_encoding_message_size(MAX_PEER_MESSAGE);

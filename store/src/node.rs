@@ -106,7 +106,12 @@ impl Store {
                 config.data_dir.display()
             )));
         }
-        let peers = Peers::new(config.peer_source_ip);
+        let peer_tls = if config.peer_tls.trusted_ca.is_some() || config.peer_tls.cert.is_some() {
+            Some(config.peer_tls.client_config()?)
+        } else {
+            None
+        };
+        let peers = Peers::new(config.peer_source_ip, peer_tls);
         let (id, cluster_id) = match db.get(crate::db::cf::META, META_IDENTITY)? {
             Some(v) => {
                 let i: Identity = decode("member identity", &v)?;

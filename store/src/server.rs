@@ -980,21 +980,35 @@ pub async fn serve(store: Arc<Store>, shutdown: tokio_watch::Receiver<bool>) -> 
                 rpc::maintenance_server::MaintenanceServer::new(MaintenanceService(s.clone()))
                     .max_decoding_message_size(max_in),
             );
-        let incoming = tokio_stream::StreamExt::map(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            |conn| {
-                conn.map(|s| {
-                    let _ = s.set_nodelay(true);
-                    AuthorityFix::new(s)
-                })
-            },
-        );
-        tasks.spawn(async move {
-            router
-                .serve_with_incoming_shutdown(incoming, until(sd))
-                .await
-                .map_err(|e| Error::Config(format!("client server: {e}")))
-        });
+        if url.starts_with("https://") {
+            let tls = store
+                .config
+                .client_tls
+                .server_config("--cert-file and --key-file")?;
+            let incoming = tls_incoming(listener, tls);
+            tasks.spawn(async move {
+                router
+                    .serve_with_incoming_shutdown(incoming, until(sd))
+                    .await
+                    .map_err(|e| Error::Config(format!("client server: {e}")))
+            });
+        } else {
+            let incoming = tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                |conn| {
+                    conn.map(|s| {
+                        let _ = s.set_nodelay(true);
+                        AuthorityFix::new(s)
+                    })
+                },
+            );
+            tasks.spawn(async move {
+                router
+                    .serve_with_incoming_shutdown(incoming, until(sd))
+                    .await
+                    .map_err(|e| Error::Config(format!("client server: {e}")))
+            });
+        }
     }
     for url in store.config.listen_peer_urls.clone() {
         let addr = listen_addr(&url)?;
@@ -1007,8 +1021,14 @@ pub async fn serve(store: Arc<Store>, shutdown: tokio_watch::Receiver<bool>) -> 
             .max_encoding_message_size(MAX_PEER_MESSAGE);
         let sd = shutdown.clone();
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let mut builder = tonic::transport::Server::builder();
+        if url.starts_with("https://") {
+            builder = builder
+                .tls_config(peer_server_tls(&store.config.peer_tls)?)
+                .map_err(|e| Error::Config(format!("peer TLS: {e}")))?;
+        }
         tasks.spawn(async move {
-            tonic::transport::Server::builder()
+            builder
                 .add_service(svc)
                 .serve_with_incoming_shutdown(incoming, until(sd))
                 .await
@@ -1035,6 +1055,70 @@ pub async fn serve(store: Arc<Store>, shutdown: tokio_watch::Receiver<bool>) -> 
         }
     }
     Ok(())
+}
+
+/// TLS connections of a client listener: handshakes run in their own tasks (a
+/// slow or hostile client cannot stall the accept loop); failed ones are logged
+/// and dropped. Each decrypted stream gets the `:authority` fix.
+fn tls_incoming(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+) -> ReceiverStream<
+    std::io::Result<AuthorityFix<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>,
+> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "accepting a client connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            if tx.is_closed() {
+                return;
+            }
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                let handshake =
+                    tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp))
+                        .await;
+                match handshake {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(AuthorityFix::new(tls))).await;
+                    }
+                    Ok(Err(e)) => warn!(%peer, error = %e, "client TLS handshake failed"),
+                    Err(_) => warn!(%peer, "client TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+fn peer_server_tls(files: &crate::tls::TlsFiles) -> Result<tonic::transport::ServerTlsConfig> {
+    let read = |p: &Option<std::path::PathBuf>, what: &str| -> Result<Vec<u8>> {
+        let p = p
+            .as_ref()
+            .ok_or_else(|| Error::Config(format!("https peer URLs need --peer-{what}")))?;
+        std::fs::read(p).map_err(|e| Error::Config(format!("cannot read {}: {e}", p.display())))
+    };
+    let mut tls =
+        tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(
+            read(&files.cert, "cert-file")?,
+            read(&files.key, "key-file")?,
+        ));
+    if files.client_cert_auth {
+        tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(
+            &files.trusted_ca,
+            "trusted-ca-file",
+        )?));
+    }
+    Ok(tls)
 }
 
 async fn until(mut rx: tokio_watch::Receiver<bool>) {

@@ -248,7 +248,8 @@ impl Member {
             Ok((status, body)) => return Err(format!("GET /health: {status} {body}")),
             Err(e) => return Err(format!("GET /health: {e}")),
         }
-        if etcdctl_available() {
+        // Over TLS the test itself knows which certificates to present.
+        if etcdctl_available() && !self.client_url.starts_with("https://") {
             let out = etcdctl(&self.client_url, &["endpoint", "health"]);
             if !out.status.success() {
                 return Err(format!("etcdctl endpoint health: {}", output_text(&out)));
@@ -259,7 +260,9 @@ impl Member {
 }
 
 fn strip_scheme(url: &str) -> &str {
-    url.strip_prefix("http://").unwrap_or(url)
+    url.strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(url)
 }
 
 /// A set of members started together with one `--initial-cluster`.
@@ -281,8 +284,14 @@ fn new_member(
     token: &str,
     extra_args: &[&str],
 ) -> Member {
-    let client_url = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
+    // `--cert-file` in the extra flags means TLS on both the client and the peer URLs.
+    let scheme = if extra_args.contains(&"--cert-file") {
+        "https"
+    } else {
+        "http"
+    };
+    let client_url = format!("{scheme}://127.0.0.1:{client}");
+    let peer_url = format!("{scheme}://127.0.0.1:{peer}");
     let metrics_url = format!("http://127.0.0.1:{metrics}");
     // Joiners may reuse a name (to test that it is refused): the peer port keeps
     // their files apart.
@@ -397,7 +406,14 @@ impl Cluster {
         let initial_cluster = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, peer, _))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .map(|(i, (_, peer, _))| {
+                let scheme = if extra_args.contains(&"--cert-file") {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("m{i}={scheme}://127.0.0.1:{peer}")
+            })
             .collect::<Vec<_>>()
             .join(",");
         let token = format!("capstan-test-{}", ports[0].1);
