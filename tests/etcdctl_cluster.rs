@@ -287,3 +287,38 @@ fn leader_failure_loses_no_acknowledged_write() {
     );
     c.wait_leader(WAIT);
 }
+
+#[test]
+fn leases_do_not_expire_early_because_of_an_election() {
+    if !need_etcdctl("leases_do_not_expire_early_because_of_an_election") {
+        return;
+    }
+    let mut c = Cluster::start(3);
+    let leader = c.wait_leader(WAIT);
+    let survivor = (leader + 1) % 3;
+    let ep = c.endpoint(survivor).to_string();
+    let lease = common::lease_id_from_grant(&etcdctl_ok(&ep, &["lease", "grant", "6"]));
+    etcdctl_ok(&ep, &["put", "/lease/k", "v", &format!("--lease={lease}")]);
+    let granted = Instant::now();
+    thread::sleep(Duration::from_secs(3));
+    c.kill(leader);
+    let killed = Instant::now();
+    c.wait_leader(WAIT);
+    // The new leader gives the lease its whole TTL again (plus an election timeout),
+    // counted from its election: 6 s after the kill at the earliest. Looking before
+    // then, the key must be there, even though the original TTL may have run out.
+    let look = killed + Duration::from_millis(4500);
+    if let Some(wait) = look.checked_duration_since(Instant::now()) {
+        thread::sleep(wait);
+    }
+    if Instant::now() < killed + Duration::from_secs(6) {
+        assert!(granted.elapsed() > Duration::from_secs(6));
+        assert_eq!(keys(&ep, "/lease/", &[]), vec!["/lease/k"], "expired early");
+    }
+    // Without keep-alives it does expire, on every member alike.
+    wait_for("the lease to expire", WAIT, || {
+        keys(&ep, "/lease/", &[]).is_empty().then_some(())
+    });
+    let ttl = etcdctl_ok(&ep, &["lease", "timetolive", &lease]);
+    assert!(ttl.contains("already expired"), "{ttl}");
+}

@@ -2,7 +2,8 @@
 //!
 //! TTL deadlines live only in the leader's memory, as in etcd: keep-alives do
 //! not go through Raft. When this member becomes leader every lease gets its
-//! full TTL again, so no lease expires early because of an election. Expired
+//! full TTL again plus an election timeout (etcd's `Promote`), so no lease
+//! expires early because of an election. Expired
 //! leases are revoked by proposing `LeaseExpire` through the log, so every
 //! member deletes the attached keys at the same revision.
 
@@ -21,6 +22,15 @@ impl Lessor {
     /// Forgets every deadline (on gaining or losing leadership).
     pub fn reset(&self) {
         self.deadlines.lock().clear();
+    }
+
+    /// On becoming leader: every lease expires `extend` plus its full TTL from now.
+    pub fn promote(&self, leases: &[(i64, i64)], now: Instant, extend: Duration) {
+        let mut d = self.deadlines.lock();
+        d.clear();
+        for &(id, ttl) in leases {
+            d.insert(id, now + extend + Duration::from_secs(ttl.max(0) as u64));
+        }
     }
 
     /// Renews a lease to its full TTL.
@@ -78,9 +88,10 @@ mod tests {
         l.renew(2, 10, t0 + Duration::from_secs(6));
         assert!(l.sync(&[(2, 10)], t0 + Duration::from_secs(12)).is_empty());
         assert_eq!(l.remaining(1, t0), None);
-        // A new leader starts every TTL afresh.
-        l.reset();
-        assert!(l.sync(&[(2, 10)], t0 + Duration::from_secs(100)).is_empty());
-        assert_eq!(l.remaining(2, t0 + Duration::from_secs(100)), Some(10));
+        // A new leader starts every TTL afresh, plus the election timeout.
+        let t1 = t0 + Duration::from_secs(100);
+        l.promote(&[(2, 10)], t1, Duration::from_secs(1));
+        assert!(l.sync(&[(2, 10)], t1 + Duration::from_secs(10)).is_empty());
+        assert_eq!(l.sync(&[(2, 10)], t1 + Duration::from_secs(11)), vec![2]);
     }
 }

@@ -220,9 +220,11 @@ impl Peers {
             (Some(tls), true) => ep
                 .tls_config(tls.clone())
                 .map_err(|e| Error::Config(format!("peer TLS for {url}: {e}")))?,
-            (None, true) => return Err(Error::Config(format!(
+            (None, true) => {
+                return Err(Error::Config(format!(
                 "peer URL {url} is https but no --peer-trusted-ca-file / --peer-cert-file is set"
-            ))),
+            )))
+            }
             _ => ep,
         };
         let c = PeerClient::new(ep.connect_lazy())

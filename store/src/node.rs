@@ -480,7 +480,15 @@ impl Store {
             self.db_size.store(self.db.size_bytes(), Ordering::Relaxed);
             let leader = self.is_leader();
             if leader != was_leader {
-                self.lessor.reset();
+                if leader {
+                    self.lessor.promote(
+                        &self.mvcc.leases(),
+                        Instant::now(),
+                        self.config.election_timeout,
+                    );
+                } else {
+                    self.lessor.reset();
+                }
                 was_leader = leader;
             }
             if !leader {
