@@ -24,7 +24,7 @@ struct Cli {
 enum Command {
     /// Run a store member. With no flags: one embedded member on 127.0.0.1:2379
     /// with its data in ./capstan-data. Flags follow etcd's names.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Snapshot files written by `etcdctl snapshot save` against capstan.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -322,7 +322,7 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Server(a) => rt.block_on(run_server(a)),
+        Command::Server(a) => rt.block_on(run_server(*a)),
         Command::Snapshot(SnapshotCommand::Restore(a)) => restore(a),
         Command::Snapshot(SnapshotCommand::Status { file, write_out }) => {
             snapshot_status(&file, &write_out)

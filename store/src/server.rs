@@ -846,7 +846,7 @@ impl rpc::maintenance_server::Maintenance for MaintenanceService {
                 blob.truncate(n);
                 sent += n as u64;
                 let msg = rpc::SnapshotResponse {
-                    header: Some(resp_header.clone()),
+                    header: Some(resp_header),
                     remaining_bytes: size.saturating_sub(sent),
                     blob: blob.into(),
                     ..Default::default()
