@@ -291,8 +291,16 @@ impl Store {
         loop {
             let (leader, node) = self.wait_for_leader(deadline).await?;
             if leader == self.id {
-                match self.proposer.propose(req.clone()).await {
+                let left = deadline.saturating_duration_since(Instant::now());
+                // A proposal whose leader stepped down may be committed by the next
+                // leader or never: past the deadline its outcome is unknown, which
+                // etcd reports as a timeout too.
+                let proposed = tokio::time::timeout(left, self.proposer.propose(req.clone()))
+                    .await
+                    .map_err(|_| EtcdError::Timeout)?;
+                match proposed {
                     Ok(applied) => return Ok(applied),
+                    // Not proposed, or truncated before commit: safe to retry.
                     Err(ProposeError::NotLeader) => {}
                     Err(ProposeError::Fatal(e)) => {
                         warn!(error = %e, "raft stopped");
