@@ -97,6 +97,10 @@ impl Cluster {
         dir: &Path,
         token: &str,
     ) -> std::io::Result<Cluster> {
+        // A kept directory of an earlier run with this seed must not leak its data in.
+        if dir.exists() {
+            fs::remove_dir_all(dir)?;
+        }
         fs::create_dir_all(dir)?;
         let mut nodes = Vec::new();
         let mut proxies = Vec::new();

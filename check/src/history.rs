@@ -29,9 +29,17 @@ impl fmt::Display for ClientId {
 
 /// An etcd store revision (the `revision` of a response header or a key's
 /// `mod_revision`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Revision(pub i64);
+
+impl From<i64> for Revision {
+    fn from(r: i64) -> Self {
+        Revision(r)
+    }
+}
 
 impl fmt::Display for Revision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -93,7 +101,11 @@ impl fmt::Display for Op {
             Op::Put { key, value } => write!(f, "put({key}, {value:?})"),
             Op::Delete { key } => write!(f, "delete({key})"),
             Op::Cas { key, expect, value } => {
-                write!(f, "cas({key}, {}, {value:?})", show_value(expect.as_deref()))
+                write!(
+                    f,
+                    "cas({key}, {}, {value:?})",
+                    show_value(expect.as_deref())
+                )
             }
         }
     }
@@ -202,7 +214,13 @@ impl fmt::Display for Record {
             Some(ns) => secs(ns),
             None => "inf".to_owned(),
         };
-        write!(f, "[{}, {end}] {} {} -> ", secs(self.invoke_ns), self.client, self.op)?;
+        write!(
+            f,
+            "[{}, {end}] {} {} -> ",
+            secs(self.invoke_ns),
+            self.client,
+            self.op
+        )?;
         match &self.outcome {
             Outcome::Ok(out) => write!(f, "{out}"),
             Outcome::Fail { reason } => write!(f, "FAIL ({reason})"),

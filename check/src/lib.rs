@@ -17,12 +17,14 @@
 //! Data flows one way: workload → recorder/logs → checkers → report. The checkers
 //! are pure functions over plain data, tested without sockets.
 
-pub mod history;
-pub mod linearizable;
-pub mod linkproxy;
 pub mod clients;
 pub mod cluster;
 pub mod faults;
+pub mod history;
+pub mod linearizable;
+pub mod linkproxy;
+pub mod proxy;
 pub mod report;
+pub mod watch;
 
 pub use report::{check_all, Report};

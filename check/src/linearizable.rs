@@ -169,12 +169,7 @@ pub fn check(history: &History, cfg: &CheckConfig) -> CheckResult {
     };
     for (key, indices) in by_key {
         let (stats, violation) = check_key(key, &history.records, &indices, cfg);
-        tracing::debug!(
-            key,
-            ok = stats.ok,
-            steps = stats.steps,
-            "checked key"
-        );
+        tracing::debug!(key, ok = stats.ok, steps = stats.steps, "checked key");
         result.ops_checked += stats.ops;
         result.ok &= stats.ok;
         result.timed_out |= stats.timed_out;
@@ -941,11 +936,7 @@ fn describe(
             .filter(|r| r != &s && r.invoke_ns <= hi && r.complete_ns.is_none_or(|c| c >= lo))
             .collect();
         overlapping.sort_by_key(|r| r.invoke_ns);
-        concurrent = overlapping
-            .into_iter()
-            .take(CONCURRENT)
-            .cloned()
-            .collect();
+        concurrent = overlapping.into_iter().take(CONCURRENT).cloned().collect();
     }
 
     let mut d = format!(

@@ -149,8 +149,12 @@ impl Store {
         let raft_config = openraft::Config {
             cluster_name: config.initial_cluster_token.clone(),
             heartbeat_interval: hb,
-            election_timeout_min: et,
-            election_timeout_max: et * 2,
+            // openraft's followers refuse votes for `election_timeout_max` after
+            // the last heartbeat (its leader lease). Taking etcd's election timeout
+            // as that bound, and randomizing timers below it, makes a dead leader
+            // replaced in about one election timeout, as with etcd.
+            election_timeout_min: (et / 2).max(hb + 1),
+            election_timeout_max: et,
             install_snapshot_timeout: 10_000,
             max_payload_entries: 1000,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count.max(1)),

@@ -161,7 +161,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         drop(snapshot);
         let (mvcc, snaps, meta) = (self.mvcc.clone(), self.snaps.clone(), meta.clone());
-        tokio::task::spawn_blocking(move || -> Result<()> {
+        let revision = tokio::task::spawn_blocking(move || -> Result<i64> {
             let header = snapshot::verify(&tmp)?.header;
             if header.last_log_id != meta.last_log_id {
                 return Err(Error::Corrupt {
@@ -177,11 +177,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut st = mvcc.state.write();
             snapshot::load(&mvcc.db, &path, snapshot::Load::Raft)?;
             *st = State::load(&mvcc.db)?;
-            Ok(())
+            Ok(st.revision)
         })
         .await
         .map_err(|e| sm_err(ErrorVerb::Write, e))?
         .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        self.hub.publish_jump(revision);
         self.metrics
             .snapshot_installs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

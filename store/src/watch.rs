@@ -47,6 +47,15 @@ impl WatchHub {
         }
     }
 
+    /// Tells every watcher that the store jumped to `revision` without events
+    /// (a snapshot was installed): they catch up from storage.
+    pub fn publish_jump(&self, revision: i64) {
+        let _ = self.tx.send(Arc::new(EventBatch {
+            events: Vec::new(),
+            revision,
+        }));
+    }
+
     /// A receiver of batches published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<EventBatch>> {
         self.tx.subscribe()
@@ -158,6 +167,17 @@ pub async fn run_watcher(
                     Ok(batch) => {
                         if batch.revision < next {
                             continue;
+                        }
+                        // Revisions this batch does not start with were applied
+                        // without events on the hub (a snapshot installed from the
+                        // leader): read them from storage.
+                        let first = batch
+                            .events
+                            .first()
+                            .and_then(|e| e.kv.as_ref())
+                            .map(|kv| kv.mod_revision);
+                        if first.is_none_or(|f| f > next) {
+                            break;
                         }
                         let fresh: Vec<Event> = batch
                             .events

@@ -259,11 +259,15 @@ impl Mvcc {
         let start = Rev::new(from, 0).to_key();
         let mut out = Vec::new();
         let mut last_main = None;
-        for item in self
-            .db
-            .raw()
-            .iterator_cf(h, IteratorMode::From(&start, Direction::Forward))
-        {
+        // Created under the state lock, the iterator's view is consistent: a
+        // snapshot install holds the lock for writing while it replaces the data.
+        let iter = {
+            let _st = self.state.read();
+            self.db
+                .raw()
+                .iterator_cf(h, IteratorMode::From(&start, Direction::Forward))
+        };
+        for item in iter {
             let (k, v) = item.map_err(Error::db("scan events"))?;
             let Some((rev, tomb)) = Rev::from_key(&k) else {
                 continue;
