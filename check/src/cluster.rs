@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::linkproxy::{Fault, FaultProxy};
+use crate::proxy::{Fault, FaultProxy};
 
 /// One member: its ports, its data, its process.
 #[derive(Debug)]

@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::cluster::{poll, Cluster};
-use crate::linkproxy::Fault;
+use crate::proxy::Fault;
 
 /// The kinds of fault a run may inject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -199,7 +199,7 @@ async fn run_inner(cfg: &RunConfig, c: &mut Cluster, report: &mut RunReport) -> 
         .ok_or("no revision from member 0")?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let watchers = tokio::spawn(crate::clients::run_watchers(
+    let watchers = tokio::spawn(crate::workload::run_watchers(
         endpoints.clone(),
         prefix.clone(),
         cfg.watchers,
@@ -207,8 +207,8 @@ async fn run_inner(cfg: &RunConfig, c: &mut Cluster, report: &mut RunReport) -> 
         stop_rx,
     ));
     let recorder = crate::history::Recorder::new();
-    let workload = tokio::spawn(crate::clients::run_workload(
-        crate::clients::WorkloadConfig {
+    let workload = tokio::spawn(crate::workload::run_workload(
+        crate::workload::WorkloadConfig {
             endpoints: endpoints.clone(),
             keys: cfg.keys,
             clients: cfg.clients,
@@ -289,7 +289,15 @@ async fn run_inner(cfg: &RunConfig, c: &mut Cluster, report: &mut RunReport) -> 
     let logs = watchers
         .await
         .map_err(|e| format!("the watcher task failed: {e}"))?;
-    report.check = Some(crate::check_all(&recorder.history(), &logs));
+    let check = crate::check_all(&recorder.history(), &logs);
+    let unchecked = check.watch.acknowledged_unchecked;
+    report.check = Some(check);
+    // After convergence every watcher must have reached every acknowledged write.
+    if unchecked > 0 {
+        return Err(format!(
+            "{unchecked} acknowledged writes lie beyond what the watchers saw after convergence"
+        ));
+    }
     Ok(())
 }
 

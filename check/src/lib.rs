@@ -12,19 +12,23 @@
 //!   per key, and [`watch`] checks the watch logs against each other and against the
 //!   writes the clients saw acknowledged;
 //! - [`check_all`] combines both checks into a [`Report`] that prints a summary and
-//!   serializes to JSON next to the history of a failing seed.
+//!   serializes to JSON next to the history of a failing seed;
+//! - [`cluster`] and [`faults`] run real capstan members behind the proxies under a
+//!   seeded fault schedule (the `capstan-soak` binary drives many such runs).
+//!
+//! [`linkproxy`] and [`clients`] only re-export [`proxy`], [`workload`] and
+//! [`watch`] items under their earlier names.
 //!
 //! Data flows one way: workload → recorder/logs → checkers → report. The checkers
 //! are pure functions over plain data, tested without sockets.
 
-pub mod clients;
 pub mod cluster;
 pub mod faults;
 pub mod history;
 pub mod linearizable;
-pub mod linkproxy;
 pub mod proxy;
 pub mod report;
 pub mod watch;
+pub mod workload;
 
-pub use report::{check_all, Report};
+pub use report::{check_all, check_all_with, Report};

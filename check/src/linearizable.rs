@@ -858,7 +858,10 @@ fn check_key(
     let mut stats = KeyStats {
         key: key.to_owned(),
         ops: ops.len(),
-        unknown_writes: ops.iter().filter(|o| !o.required).count(),
+        unknown_writes: ops
+            .iter()
+            .filter(|o| matches!(records[o.record].outcome, Outcome::Unknown { .. }))
+            .count(),
         dropped,
         steps,
         cache_entries,

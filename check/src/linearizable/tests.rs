@@ -639,3 +639,174 @@ fn ten_thousand_ops_with_sixteen_clients() {
     assert!(!result.timed_out);
     assert_eq!(result.per_key.len(), 8);
 }
+
+// ---- cross-check against brute force --------------------------------------
+
+/// Whether `records` (one key) is linearizable, by trying every order of every
+/// admissible subset: required ops (known outcome) must all be placed, unknown
+/// writes may be, failed ops and unknown reads are ignored.
+fn brute_force(records: &[Record]) -> bool {
+    struct B<'a> {
+        ops: Vec<&'a Record>,
+    }
+    fn required(r: &Record) -> bool {
+        matches!(r.outcome, Outcome::Ok(_))
+    }
+    fn apply(r: &Record, state: &Option<String>) -> Option<Option<String>> {
+        match (&r.op, &r.outcome) {
+            (Op::Get { .. }, Outcome::Ok(Output::Get { value, .. })) => {
+                (value == state).then(|| state.clone())
+            }
+            (Op::Put { value, .. }, _) => Some(Some(value.clone())),
+            (Op::Delete { .. }, Outcome::Ok(Output::Delete { deleted, .. })) => {
+                ((*deleted > 0) == state.is_some()).then_some(None)
+            }
+            (Op::Delete { .. }, _) => Some(None),
+            (Op::Cas { expect, value, .. }, outcome) => {
+                let holds = expect == state;
+                match outcome {
+                    Outcome::Ok(Output::Cas { succeeded, .. }) if *succeeded != holds => None,
+                    _ if holds => Some(Some(value.clone())),
+                    _ => Some(state.clone()),
+                }
+            }
+            _ => None,
+        }
+    }
+    fn go(b: &B<'_>, placed: &mut Vec<bool>, state: Option<String>) -> bool {
+        if b.ops
+            .iter()
+            .zip(placed.iter())
+            .all(|(r, p)| *p || !required(r))
+        {
+            return true;
+        }
+        for i in 0..b.ops.len() {
+            if placed[i] {
+                continue;
+            }
+            let inv = b.ops[i].invoke_ns;
+            let blocked = b
+                .ops
+                .iter()
+                .zip(placed.iter())
+                .any(|(o, p)| !*p && required(o) && o.complete_ns.is_some_and(|c| c < inv));
+            if blocked {
+                continue;
+            }
+            if let Some(next) = apply(b.ops[i], &state) {
+                placed[i] = true;
+                if go(b, placed, next) {
+                    return true;
+                }
+                placed[i] = false;
+            }
+        }
+        false
+    }
+    let ops: Vec<&Record> = records
+        .iter()
+        .filter(|r| {
+            !matches!(
+                (&r.op, &r.outcome),
+                (_, Outcome::Fail { .. }) | (Op::Get { .. }, Outcome::Unknown { .. })
+            )
+        })
+        .collect();
+    let mut placed = vec![false; ops.len()];
+    go(&B { ops }, &mut placed, None)
+}
+
+fn random_small_history(rng: &mut StdRng) -> Vec<Record> {
+    let pool = |rng: &mut StdRng| ["a", "b", "c"][rng.gen_range(0..3)].to_owned();
+    let maybe = |rng: &mut StdRng| {
+        if rng.gen_bool(0.3) {
+            None
+        } else {
+            Some(pool(rng))
+        }
+    };
+    let n = rng.gen_range(1..=7);
+    (0..n)
+        .map(|_| {
+            let invoke = rng.gen_range(0..20);
+            let complete = invoke + rng.gen_range(0..10);
+            let (op, out) = match rng.gen_range(0..4) {
+                0 => (
+                    Op::Get { key: "k".into() },
+                    Output::Get {
+                        value: maybe(rng),
+                        revision: None,
+                    },
+                ),
+                1 => (
+                    Op::Put {
+                        key: "k".into(),
+                        value: pool(rng),
+                    },
+                    Output::Put { revision: None },
+                ),
+                2 => (
+                    Op::Delete { key: "k".into() },
+                    Output::Delete {
+                        deleted: rng.gen_range(0..2),
+                        revision: None,
+                    },
+                ),
+                _ => (
+                    Op::Cas {
+                        key: "k".into(),
+                        expect: maybe(rng),
+                        value: pool(rng),
+                    },
+                    Output::Cas {
+                        succeeded: rng.gen_bool(0.5),
+                        revision: None,
+                    },
+                ),
+            };
+            match rng.gen_range(0..10) {
+                0..=6 => rec(0, op, invoke, Some(complete), Outcome::Ok(out)),
+                7..=8 => rec(0, op, invoke, None, unknown()),
+                _ => rec(
+                    0,
+                    op,
+                    invoke,
+                    Some(complete),
+                    Outcome::Fail {
+                        reason: "refused".into(),
+                    },
+                ),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn agrees_with_brute_force_on_small_random_histories() {
+    let mut rng = StdRng::seed_from_u64(2024);
+    let (mut yes, mut no) = (0, 0);
+    for case in 0..20_000 {
+        let records = random_small_history(&mut rng);
+        let expected = brute_force(&records);
+        let got = run(records.clone());
+        assert!(!got.timed_out);
+        assert_eq!(
+            got.ok,
+            expected,
+            "case {case}: checker says {}, brute force says {expected}:\n{}",
+            got.ok,
+            records
+                .iter()
+                .map(|r| format!("  {r}\n"))
+                .collect::<String>()
+        );
+        if expected {
+            yes += 1;
+        } else {
+            no += 1;
+        }
+    }
+    // Both verdicts are well represented.
+    assert!(yes > 2000 && no > 2000, "{yes} linearizable, {no} not");
+}
