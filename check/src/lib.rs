@@ -32,3 +32,13 @@ pub mod watch;
 pub mod workload;
 
 pub use report::{check_all, check_all_with, Report};
+
+/// SplitMix64: a cheap, well-mixed hash of a `u64`, for deriving seeds and
+/// fingerprints deterministically.
+pub(crate) fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}

@@ -573,14 +573,6 @@ impl Bits {
     }
 }
 
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = x;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 struct CacheEntry {
     required: Bits,
     state: State,
@@ -680,7 +672,7 @@ impl Search<'_> {
             self.optional.set(op.bit);
             self.hash
         };
-        let key = hash ^ splitmix64(u64::from(next_state) ^ 0x5eed);
+        let key = hash ^ crate::splitmix64(u64::from(next_state) ^ 0x5eed);
         if self
             .memo
             .insert(key, &self.required, next_state, &self.optional)
@@ -721,7 +713,7 @@ fn search(
     let nreq = ops.iter().filter(|o| o.required).count();
     let mut s = Search {
         ops,
-        zobrist: (0..ops.len() as u64).map(splitmix64).collect(),
+        zobrist: (0..ops.len() as u64).map(crate::splitmix64).collect(),
         required: Bits::new(nreq),
         optional: Bits::new(ops.len() - nreq),
         hash: 0,

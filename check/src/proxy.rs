@@ -215,7 +215,7 @@ async fn accept_loop(
                     continue;
                 }
                 accepted += 1;
-                let conn_seed = splitmix64(seed ^ accepted);
+                let conn_seed = crate::splitmix64(seed ^ accepted);
                 conns.spawn(serve(stream, source, target, faults.clone(), conn_seed));
             }
         }
@@ -227,14 +227,6 @@ async fn accept_loop(
 /// Makes dropping `stream` send a reset instead of a graceful close.
 fn reset(stream: &TcpStream) {
     let _ = stream.set_zero_linger();
-}
-
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = x;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// Why a connection was torn down before both directions finished.
@@ -267,8 +259,8 @@ async fn serve(
         let (ur, uw) = upstream.split();
         let both = async {
             tokio::try_join!(
-                pipe(cr, uw, source, faults.clone(), splitmix64(seed)),
-                pipe(ur, cw, source, faults.clone(), splitmix64(seed ^ 1)),
+                pipe(cr, uw, source, faults.clone(), crate::splitmix64(seed)),
+                pipe(ur, cw, source, faults.clone(), crate::splitmix64(seed ^ 1)),
             )
         };
         let cut = until_cut(faults.clone(), source);

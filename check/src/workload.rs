@@ -130,14 +130,6 @@ const MIX: [u32; 4] = [40, 25, 20, 15];
 /// otherwise it expects the key to be absent.
 const CAS_EXPECTS_SEEN: u32 = 70;
 
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = x;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// The operations of one client: a pure function of the seed, the client id
 /// and what the client observed so far.
 #[derive(Debug)]
@@ -153,7 +145,9 @@ pub struct OpChooser {
 impl OpChooser {
     /// The chooser of `client` in a run seeded with `seed`, over `keys` keys.
     pub fn new(seed: u64, client: ClientId, keys: usize, prefix: &str) -> Self {
-        let rng = StdRng::seed_from_u64(splitmix64(seed ^ splitmix64(u64::from(client.0))));
+        let rng = StdRng::seed_from_u64(crate::splitmix64(
+            seed ^ crate::splitmix64(u64::from(client.0)),
+        ));
         OpChooser {
             rng,
             client,
@@ -298,7 +292,8 @@ const CONNECT_BACKOFF: Duration = Duration::from_millis(50);
 
 async fn client_loop(id: ClientId, cfg: WorkloadConfig, recorder: Recorder, deadline: Instant) {
     let mut chooser = OpChooser::new(cfg.seed, id, cfg.keys, &cfg.prefix);
-    let mut pick = StdRng::seed_from_u64(splitmix64(cfg.seed ^ 0xc0ff_ee00 ^ u64::from(id.0)));
+    let mut pick =
+        StdRng::seed_from_u64(crate::splitmix64(cfg.seed ^ 0xc0ff_ee00 ^ u64::from(id.0)));
     let mut conn: Option<Client> = None;
     while Instant::now() < deadline {
         let op = chooser.next_op();
