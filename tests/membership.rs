@@ -198,3 +198,62 @@ fn bad_membership_requests_get_clear_errors_and_change_nothing() {
     assert_eq!(values(&ep, "/still", &[]), vec!["serving"]);
     assert_eq!(members(&ep).len(), 2);
 }
+
+#[test]
+fn a_member_of_another_cluster_is_refused_and_nothing_is_damaged() {
+    if !need_etcdctl("a_member_of_another_cluster_is_refused_and_nothing_is_damaged") {
+        return;
+    }
+    let a = Cluster::start(1);
+    let b = Cluster::start(1);
+    etcdctl_ok(a.endpoint(0), &["put", "/who", "a"]);
+    etcdctl_ok(b.endpoint(0), &["put", "/who", "b"]);
+    // Cluster A adds "a learner" that is really cluster B's member: A's leader sends
+    // it Raft traffic, which B refuses because it carries another cluster id.
+    let url = format!("--peer-urls={}", b.members[0].peer_url);
+    etcdctl_ok(
+        a.endpoint(0),
+        &["member", "add", "intruder", &url, "--learner"],
+    );
+    wait_for("B to refuse A's traffic", WAIT, || {
+        b.members[0]
+            .log_tail(400)
+            .contains("refused a peer request from another cluster")
+            .then_some(())
+    });
+    assert_eq!(members(b.endpoint(0)).len(), 1);
+    assert_eq!(values(b.endpoint(0), "/who", &[]), vec!["b"]);
+    assert_eq!(values(a.endpoint(0), "/who", &[]), vec!["a"]);
+    etcdctl_ok(a.endpoint(0), &["put", "/who", "still a"]);
+}
+
+#[test]
+fn a_data_dir_of_another_member_is_refused() {
+    if !need_etcdctl("a_data_dir_of_another_member_is_refused") {
+        return;
+    }
+    let mut a = Cluster::start(1);
+    etcdctl_ok(a.endpoint(0), &["put", "/who", "a"]);
+    assert!(a.stop(0).success());
+    let mut b = Cluster::start(1);
+    assert!(b.stop(0).success());
+    // B's member is started on a copy of A's data dir.
+    std::fs::remove_dir_all(&b.members[0].data_dir).unwrap_or_else(|e| panic!("{e}"));
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&a.members[0].data_dir)
+        .arg(&b.members[0].data_dir)
+        .status();
+    assert!(copied.is_ok_and(|s| s.success()));
+    b.spawn_member(0);
+    let status = b.wait_exit(0, WAIT);
+    assert!(
+        !status.success(),
+        "a member started on another member's data dir"
+    );
+    let log = b.members[0].log_tail(400);
+    assert!(log.contains("belongs to member"), "{log}");
+    // A's own data is untouched.
+    a.restart(0);
+    assert_eq!(values(a.endpoint(0), "/who", &[]), vec!["a"]);
+}
