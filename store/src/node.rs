@@ -1128,6 +1128,31 @@ impl Compactor {
     }
 }
 
+/// A data dir copied from another member (or another cluster) would make this
+/// process impersonate that member: refuse to start when the member the data
+/// dir belongs to has other peer URLs than this one is configured with.
+fn check_data_dir_is_ours(config: &StoreConfig, id: NodeId, mvcc: &Mvcc) -> Result<()> {
+    let st = mvcc.state.read();
+    let membership = st.membership.membership();
+    if membership.nodes().next().is_none() {
+        return Ok(());
+    }
+    let mine = config.own_peer_url();
+    match membership.get_node(&id) {
+        Some(node) if node.peer_urls.contains(&mine) => Ok(()),
+        Some(node) => Err(Error::Config(format!(
+            "data dir {} belongs to member {id:x} with peer URLs {:?}, but this member \
+             advertises {mine}; use the data dir of this member, or update its URLs with \
+             `etcdctl member update` first",
+            config.data_dir.display(),
+            node.peer_urls
+        ))),
+        // Not (yet, or no longer) a member: a learner being added, or a removed one
+        // (refused earlier by its removal mark).
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod compactor_tests {
     use super::*;
@@ -1161,30 +1186,5 @@ mod compactor_tests {
         assert_eq!(c.tick(now, 150, 0), Some(50));
         assert_eq!(c.tick(now, 150, 50), None);
         assert_eq!(c.tick(now, 1000, 50), Some(900));
-    }
-}
-
-/// A data dir copied from another member (or another cluster) would make this
-/// process impersonate that member: refuse to start when the member the data
-/// dir belongs to has other peer URLs than this one is configured with.
-fn check_data_dir_is_ours(config: &StoreConfig, id: NodeId, mvcc: &Mvcc) -> Result<()> {
-    let st = mvcc.state.read();
-    let membership = st.membership.membership();
-    if membership.nodes().next().is_none() {
-        return Ok(());
-    }
-    let mine = config.own_peer_url();
-    match membership.get_node(&id) {
-        Some(node) if node.peer_urls.contains(&mine) => Ok(()),
-        Some(node) => Err(Error::Config(format!(
-            "data dir {} belongs to member {id:x} with peer URLs {:?}, but this member \
-             advertises {mine}; use the data dir of this member, or update its URLs with \
-             `etcdctl member update` first",
-            config.data_dir.display(),
-            node.peer_urls
-        ))),
-        // Not (yet, or no longer) a member: a learner being added, or a removed one
-        // (refused earlier by its removal mark).
-        None => Ok(()),
     }
 }
