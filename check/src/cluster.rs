@@ -105,11 +105,22 @@ impl Cluster {
         let mut nodes = Vec::new();
         let mut proxies = Vec::new();
         for i in 0..n {
-            let (client, peer, real_peer, metrics) =
-                (free_port(), free_port(), free_port(), free_port());
-            let listen: SocketAddr = ([127, 0, 0, 1], peer).into();
+            let (client, real_peer, metrics) = (free_port(), free_port(), free_port());
             let target: SocketAddr = ([127, 0, 0, 1], real_peer).into();
-            proxies.push(FaultProxy::start(listen, target).await?);
+            // A port free when probed can be taken before the proxy binds it
+            // (another process on the machine): try a few.
+            let mut attempt = 0;
+            let (peer, proxy) = loop {
+                let peer = free_port();
+                match FaultProxy::start(([127, 0, 0, 1], peer).into(), target).await {
+                    Ok(p) => break (peer, p),
+                    Err(e) if attempt < 10 && e.kind() == std::io::ErrorKind::AddrInUse => {
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            proxies.push(proxy);
             nodes.push(Node {
                 name: format!("m{i}"),
                 client_url: url(client),

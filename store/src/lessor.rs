@@ -24,12 +24,14 @@ impl Lessor {
         self.deadlines.lock().clear();
     }
 
-    /// On becoming leader: every lease expires `extend` plus its full TTL from now.
+    /// On becoming leader: every lease expires `extend` plus its full TTL from
+    /// now. Leases this leader already tracks (granted or renewed since it was
+    /// elected) keep their deadline.
     pub fn promote(&self, leases: &[(i64, i64)], now: Instant, extend: Duration) {
         let mut d = self.deadlines.lock();
-        d.clear();
         for &(id, ttl) in leases {
-            d.insert(id, now + extend + Duration::from_secs(ttl.max(0) as u64));
+            d.entry(id)
+                .or_insert_with(|| now + extend + Duration::from_secs(ttl.max(0) as u64));
         }
     }
 
@@ -90,8 +92,14 @@ mod tests {
         assert_eq!(l.remaining(1, t0), None);
         // A new leader starts every TTL afresh, plus the election timeout.
         let t1 = t0 + Duration::from_secs(100);
+        l.reset();
         l.promote(&[(2, 10)], t1, Duration::from_secs(1));
         assert!(l.sync(&[(2, 10)], t1 + Duration::from_secs(10)).is_empty());
         assert_eq!(l.sync(&[(2, 10)], t1 + Duration::from_secs(11)), vec![2]);
+        // A lease granted after the election but before the promotion keeps its TTL.
+        l.reset();
+        l.renew(3, 10, t1);
+        l.promote(&[(3, 10)], t1, Duration::from_secs(1));
+        assert_eq!(l.remaining(3, t1), Some(10));
     }
 }

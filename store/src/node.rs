@@ -526,6 +526,11 @@ impl Store {
         while rx.changed().await.is_ok() {
             let now = rx.borrow().current_leader;
             if now != last {
+                if last == Some(self.id) {
+                    // Deadlines of a former leader are stale at once: keep-alives
+                    // go elsewhere from now on.
+                    self.lessor.reset();
+                }
                 if now.is_some() {
                     self.leader_changes.fetch_add(1, Ordering::Relaxed);
                 }
