@@ -57,6 +57,8 @@ pub struct Cluster {
     pub proxies: Vec<FaultProxy>,
     /// `--initial-cluster-token`.
     pub token: String,
+    /// Flags added to every member's command line.
+    pub extra_args: Vec<String>,
     dir: PathBuf,
     keep_dir: bool,
 }
@@ -96,6 +98,17 @@ impl Cluster {
         n: usize,
         dir: &Path,
         token: &str,
+    ) -> std::io::Result<Cluster> {
+        Cluster::start_with(binary, n, dir, token, &[]).await
+    }
+
+    /// Like [`Cluster::start`], with `extra` flags on every member.
+    pub async fn start_with(
+        binary: &Path,
+        n: usize,
+        dir: &Path,
+        token: &str,
+        extra: &[&str],
     ) -> std::io::Result<Cluster> {
         // A kept directory of an earlier run with this seed must not leak its data in.
         if dir.exists() {
@@ -151,6 +164,7 @@ impl Cluster {
             token: token.to_string(),
             dir: dir.to_path_buf(),
             keep_dir: false,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
         };
         for i in 0..n {
             c.spawn(i)?;
@@ -186,6 +200,7 @@ impl Cluster {
             .args(["--initial-cluster-token", &self.token])
             .args(["--peer-source-ip", &n.source_ip.to_string()])
             .args(["--snapshot-count", "500"])
+            .args(&self.extra_args)
             .env("RUST_LOG", "info,openraft=error,h2=warn")
             .stdin(Stdio::null())
             .stdout(log)

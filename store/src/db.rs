@@ -42,6 +42,9 @@ impl std::fmt::Debug for Db {
     }
 }
 
+/// Bound on the write-ahead log files kept (see [`Db::open`]).
+const MAX_TOTAL_WAL_BYTES: u64 = 256 << 20;
+
 impl Db {
     /// Opens (or creates) the database under `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
@@ -52,6 +55,12 @@ impl Db {
         opts.set_max_background_jobs(2);
         opts.set_keep_log_file_num(4);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // A write-ahead log file can only go once every column family with data
+        // in it has flushed. The small families (meta, raft_state, lease) fill
+        // their memtables slowly and would pin every log file under endless
+        // churn (measured: 1.7 GB of logs after two minutes); past this total
+        // RocksDB flushes them so old logs can be deleted.
+        opts.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
         let cfs = cf::ALL.iter().map(|name| {
             let mut o = Options::default();
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
