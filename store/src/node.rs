@@ -622,7 +622,8 @@ impl Store {
         }
     }
 
-    async fn local_member_change(&self, change: MemberChange) -> Result<NodeId> {
+    /// The effective Raft membership and its voters.
+    fn membership(&self) -> (openraft::Membership<NodeId, MemberInfo>, BTreeSet<NodeId>) {
         let membership = self
             .raft
             .metrics()
@@ -630,7 +631,12 @@ impl Store {
             .membership_config
             .membership()
             .clone();
-        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let voters = membership.voter_ids().collect();
+        (membership, voters)
+    }
+
+    async fn local_member_change(&self, change: MemberChange) -> Result<NodeId> {
+        let (membership, voters) = self.membership();
         let url_taken = |urls: &[String], except: NodeId| {
             membership
                 .nodes()
@@ -774,14 +780,7 @@ impl Store {
             if !self.is_leader() {
                 continue;
             }
-            let membership = self
-                .raft
-                .metrics()
-                .borrow()
-                .membership_config
-                .membership()
-                .clone();
-            let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+            let (membership, voters) = self.membership();
             let ready: BTreeSet<NodeId> = membership
                 .nodes()
                 .filter(|(id, n)| n.promote && !voters.contains(id) && self.learner_ready(**id))
