@@ -56,6 +56,20 @@ struct Identity {
     member_id: NodeId,
 }
 
+/// Records which cluster and member a data dir belongs to (durably).
+fn write_identity(db: &Db, cluster_id: u64, member_id: NodeId) -> Result<()> {
+    let mut b = rocksdb::WriteBatch::default();
+    b.put_cf(
+        db.cf(crate::db::cf::META)?,
+        META_IDENTITY,
+        encode(&Identity {
+            cluster_id,
+            member_id,
+        }),
+    );
+    db.write_sync(b)
+}
+
 /// One store member.
 pub struct Store {
     /// This member's id.
@@ -122,16 +136,7 @@ impl Store {
                     ClusterState::New => (config.member_id(), config.cluster_id()),
                     ClusterState::Existing => discover(&config, &peers).await?,
                 };
-                let mut b = rocksdb::WriteBatch::default();
-                b.put_cf(
-                    db.cf(crate::db::cf::META)?,
-                    META_IDENTITY,
-                    encode(&Identity {
-                        cluster_id,
-                        member_id: id,
-                    }),
-                );
-                db.write_sync(b)?;
+                write_identity(&db, cluster_id, id)?;
                 (id, cluster_id)
             }
         };
@@ -1069,16 +1074,7 @@ pub fn restore(path: &std::path::Path, config: StoreConfig) -> Result<Restored> 
     let build = || -> Result<i64> {
         let db = Db::open(&config.data_dir)?;
         let header = crate::snapshot::load(&db, path, crate::snapshot::Load::Restore)?;
-        let mut b = rocksdb::WriteBatch::default();
-        b.put_cf(
-            db.cf(crate::db::cf::META)?,
-            META_IDENTITY,
-            encode(&Identity {
-                cluster_id,
-                member_id,
-            }),
-        );
-        db.write_sync(b)?;
+        write_identity(&db, cluster_id, member_id)?;
         Ok(header.revision)
     };
     match build() {
