@@ -1,0 +1,16 @@
+//! The informer, in kube-rs's stream style: [`watcher`] lists at a revision and
+//! watches from the next (resuming a broken watch from the last revision seen and
+//! relisting when that revision is compacted), [`Store`] is the indexed local cache a
+//! reflector keeps, and [`WorkQueue`] hands de-duplicated keys to reconcilers with
+//! per-key exponential backoff and at most one worker per key.
+//!
+//! Memory is bounded by the objects: the cache holds one `Arc` per object, the queue
+//! one entry per key however many events arrive for it.
+
+mod queue;
+mod store;
+mod watcher;
+
+pub use queue::{run_workers, Action, RateLimit, WorkQueue};
+pub use store::{indexers, IndexFn, Store};
+pub use watcher::{spawn, watcher, Event, WatcherStats};

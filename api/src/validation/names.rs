@@ -1,0 +1,1 @@
+//! Name, label, annotation and selector rules (apimachinery's `validation` package).
