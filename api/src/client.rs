@@ -57,6 +57,10 @@ pub trait ServiceAllocator: Send + Sync {
     /// The claim keys a stored Service holds (released when it is deleted or when
     /// an update drops them).
     fn claim_keys(&self, svc: &Service) -> Vec<String>;
+
+    /// The key prefixes holding every claim: after a lost race the client reads
+    /// them all, so the next attempt knows every taken address.
+    fn claim_prefixes(&self) -> Vec<String>;
 }
 
 /// Objects of one kind read at one revision.
@@ -80,9 +84,18 @@ pub enum WatchEvent<K> {
     /// The object was deleted; this is its last state, with `resourceVersion` the
     /// revision of the delete.
     Deleted(K),
-    /// Nothing of interest up to this revision (progress notification or an
-    /// unparsable value skipped); resume after it.
+    /// Nothing of interest up to this revision (a progress notification); resume
+    /// after it.
     Bookmark(i64),
+    /// The object is gone from view: deleted without its last state (the store had
+    /// compacted it away), or its stored value no longer parses (logged). Drop what
+    /// you knew of it.
+    Removed {
+        /// The object.
+        object: ObjectRef,
+        /// The revision of the bad write.
+        revision: i64,
+    },
 }
 
 impl<K> WatchEvent<K> {
@@ -96,6 +109,7 @@ impl<K> WatchEvent<K> {
                 resource_version(o)
             }
             WatchEvent::Bookmark(r) => Some(*r),
+            WatchEvent::Removed { revision, .. } => Some(*revision),
         }
     }
 }
@@ -315,7 +329,11 @@ impl Client {
             let mut compares = vec![Compare::version(r.key(), CompareOp::Equal, 0)];
             let mut checks = vec![TxnOp::get(r.key(), None)];
             if let Some((ns_key, ns_rev)) = &namespace {
-                compares.push(Compare::mod_revision(ns_key.clone(), CompareOp::Equal, *ns_rev));
+                compares.push(Compare::mod_revision(
+                    ns_key.clone(),
+                    CompareOp::Equal,
+                    *ns_rev,
+                ));
                 checks.push(TxnOp::get(ns_key.clone(), None));
             }
             let mut puts = vec![TxnOp::put(r.key(), encode(&attempt)?, None)];
@@ -348,12 +366,38 @@ impl Client {
                     });
                 }
             }
-            taken.extend(claims.into_iter().map(|c| c.key).filter(|k| found.contains(k)));
+            if claims.iter().any(|c| found.contains(&c.key)) {
+                taken.extend(self.all_claims().await?);
+            }
         }
         Err(Error::Allocation {
             object: r,
             message: "gave up after repeated allocation conflicts with concurrent writers".into(),
         })
+    }
+
+    /// Every claim key that exists now.
+    async fn all_claims(&self) -> Result<HashSet<String>> {
+        let mut keys = HashSet::new();
+        let Some(a) = &self.allocator else {
+            return Ok(keys);
+        };
+        for prefix in a.claim_prefixes() {
+            let resp = self
+                .etcd
+                .kv_client()
+                .get(
+                    prefix,
+                    Some(GetOptions::new().with_prefix().with_keys_only()),
+                )
+                .await?;
+            keys.extend(
+                resp.kvs()
+                    .iter()
+                    .map(|kv| String::from_utf8_lossy(kv.key()).into_owned()),
+            );
+        }
+        Ok(keys)
     }
 
     /// Replaces an object, compare-and-swap on its `resourceVersion`: a stale one
@@ -417,14 +461,17 @@ impl Client {
             }
             let responses = resp.op_responses();
             match responses.first() {
-                Some(TxnOpResponse::Get(g)) if g.kvs().first().map(|kv| kv.mod_revision()) == Some(rv) => {}
+                Some(TxnOpResponse::Get(g))
+                    if g.kvs().first().map(|kv| kv.mod_revision()) == Some(rv) => {}
                 Some(TxnOpResponse::Get(g)) if g.kvs().is_empty() => {
                     return Err(Error::NotFound { object: r })
                 }
                 _ => return Err(Error::Conflict { object: r }),
             }
             let found = found_keys(&responses);
-            taken.extend(claims.into_iter().map(|c| c.key).filter(|k| found.contains(k)));
+            if claims.iter().any(|c| found.contains(&c.key)) {
+                taken.extend(self.all_claims().await?);
+            }
         }
         Err(Error::Allocation {
             object: r,
@@ -519,44 +566,52 @@ impl Client {
             .with_prev_key()
             .with_progress_notify();
         let stream = self.etcd.watch_client().watch(prefix, Some(opts)).await?;
-        let state = (stream, std::collections::VecDeque::<Result<WatchEvent<K>>>::new(), false);
-        Ok(stream::unfold(state, move |(mut stream, mut buf, done)| async move {
-            loop {
-                if let Some(item) = buf.pop_front() {
-                    return Some((item, (stream, buf, done)));
-                }
-                if done {
-                    return None;
-                }
-                match stream.message().await {
-                    Ok(Some(resp)) => {
-                        if resp.canceled() {
-                            let err = if resp.compact_revision() > 0 {
-                                Error::Compacted {
-                                    requested: from_revision,
-                                    compacted: resp.compact_revision(),
-                                }
-                            } else {
-                                Error::BadRequest(format!(
-                                    "watch canceled by the server: {}",
-                                    resp.cancel_reason()
-                                ))
-                            };
-                            return Some((Err(err), (stream, buf, true)));
-                        }
-                        let header_rev = resp.header().map(|h| h.revision()).unwrap_or_default();
-                        if resp.events().is_empty() && !resp.created() && header_rev > 0 {
-                            buf.push_back(Ok(WatchEvent::Bookmark(header_rev)));
-                        }
-                        for ev in resp.events() {
-                            buf.push_back(Ok(translate::<K>(ev)));
-                        }
+        let state = (
+            stream,
+            std::collections::VecDeque::<Result<WatchEvent<K>>>::new(),
+            false,
+        );
+        Ok(stream::unfold(
+            state,
+            move |(mut stream, mut buf, done)| async move {
+                loop {
+                    if let Some(item) = buf.pop_front() {
+                        return Some((item, (stream, buf, done)));
                     }
-                    Ok(None) => return None,
-                    Err(e) => return Some((Err(Error::Store(e)), (stream, buf, true))),
+                    if done {
+                        return None;
+                    }
+                    match stream.message().await {
+                        Ok(Some(resp)) => {
+                            if resp.canceled() {
+                                let err = if resp.compact_revision() > 0 {
+                                    Error::Compacted {
+                                        requested: from_revision,
+                                        compacted: resp.compact_revision(),
+                                    }
+                                } else {
+                                    Error::BadRequest(format!(
+                                        "watch canceled by the server: {}",
+                                        resp.cancel_reason()
+                                    ))
+                                };
+                                return Some((Err(err), (stream, buf, true)));
+                            }
+                            let header_rev =
+                                resp.header().map(|h| h.revision()).unwrap_or_default();
+                            if resp.events().is_empty() && !resp.created() && header_rev > 0 {
+                                buf.push_back(Ok(WatchEvent::Bookmark(header_rev)));
+                            }
+                            for ev in resp.events() {
+                                buf.push_back(Ok(translate::<K>(ev)));
+                            }
+                        }
+                        Ok(None) => return None,
+                        Err(e) => return Some((Err(Error::Store(e)), (stream, buf, true))),
+                    }
                 }
-            }
-        }))
+            },
+        ))
     }
 
     /// The namespace key and revision a namespaced create must compare against;
@@ -581,7 +636,10 @@ impl Client {
                 namespace: ns_ref.name,
             });
         }
-        Ok(Some((ns_ref.key(), resource_version(&ns).unwrap_or_default())))
+        Ok(Some((
+            ns_ref.key(),
+            resource_version(&ns).unwrap_or_default(),
+        )))
     }
 
     /// Pod priority from its PriorityClass (or the global default), as the API
@@ -594,7 +652,11 @@ impl Client {
         let Some(spec) = pod.spec.as_mut() else {
             return Ok(());
         };
-        let class = match spec.priority_class_name.as_deref().filter(|n| !n.is_empty()) {
+        let class = match spec
+            .priority_class_name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+        {
             Some(name) => {
                 match self
                     .get_opt::<PriorityClass>(&ObjectRef::cluster(Kind::PriorityClass, name))
@@ -625,7 +687,9 @@ impl Client {
             }
             None => {
                 let all = self.list::<PriorityClass>(None).await?;
-                all.items.into_iter().find(|pc| pc.global_default == Some(true))
+                all.items
+                    .into_iter()
+                    .find(|pc| pc.global_default == Some(true))
             }
         };
         match class {
@@ -740,12 +804,24 @@ fn translate<K: Object>(ev: &etcd_client::Event) -> WatchEvent<K> {
         }),
         etcd_client::EventType::Delete => match ev.prev_kv() {
             Some(prev) => decode_at::<K>(prev.key(), prev.value(), rev).map(WatchEvent::Deleted),
-            None => Ok(WatchEvent::Bookmark(rev)),
+            None => Ok(match ObjectRef::from_key(K::TYPE, kv.key()) {
+                Some(object) => WatchEvent::Removed {
+                    object,
+                    revision: rev,
+                },
+                None => WatchEvent::Bookmark(rev),
+            }),
         },
     };
     decoded.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "skipping watched object that does not parse");
-        WatchEvent::Bookmark(rev)
+        match ObjectRef::from_key(K::TYPE, kv.key()) {
+            Some(object) => WatchEvent::Removed {
+                object,
+                revision: rev,
+            },
+            None => WatchEvent::Bookmark(rev),
+        }
     })
 }
 
@@ -754,7 +830,10 @@ fn found_keys(responses: &[TxnOpResponse]) -> HashSet<String> {
     responses
         .iter()
         .filter_map(|r| match r {
-            TxnOpResponse::Get(g) => g.kvs().first().map(|kv| String::from_utf8_lossy(kv.key()).into_owned()),
+            TxnOpResponse::Get(g) => g
+                .kvs()
+                .first()
+                .map(|kv| String::from_utf8_lossy(kv.key()).into_owned()),
             _ => None,
         })
         .collect()

@@ -1,7 +1,20 @@
 //! Defaulting as the API server's defaulting functions do it (TODO: being written).
 
-/// Sets a Namespace's defaults.
-pub fn namespace(_obj: &mut k8s_openapi::api::core::v1::Namespace) {}
+/// Sets a Namespace's defaults: the immutable `kubernetes.io/metadata.name` label
+/// (which namespace selectors rely on), the `kubernetes` finalizer and phase Active.
+pub fn namespace(obj: &mut k8s_openapi::api::core::v1::Namespace) {
+    if let Some(name) = obj.metadata.name.clone() {
+        obj.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert("kubernetes.io/metadata.name".into(), name);
+    }
+    let spec = obj.spec.get_or_insert_with(Default::default);
+    spec.finalizers
+        .get_or_insert_with(|| vec!["kubernetes".into()]);
+    let status = obj.status.get_or_insert_with(Default::default);
+    status.phase.get_or_insert_with(|| "Active".into());
+}
 
 /// Sets a Node's defaults.
 pub fn node(_obj: &mut k8s_openapi::api::core::v1::Node) {}

@@ -19,6 +19,16 @@ use serde::Serialize;
 /// Every key capstan writes starts with this prefix, as Kubernetes' do.
 pub const REGISTRY_PREFIX: &str = "/registry/";
 
+/// The key recording which Service holds a node port. Kubernetes keeps one bitmap
+/// (`/registry/ranges/servicenodeports`); a key per port lets an allocation be one
+/// more compare-and-swap in the Service's own transaction.
+pub fn node_port_key(port: i32) -> String {
+    format!("{REGISTRY_PREFIX}servicenodeports/{port}")
+}
+
+/// The key holding the node port range (a `RangeAllocation`, as in Kubernetes).
+pub const NODE_PORT_RANGE_KEY: &str = "/registry/ranges/servicenodeports";
+
 /// The kinds of object the resource layer knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
@@ -116,7 +126,11 @@ impl Kind {
     pub fn namespaced(self) -> bool {
         !matches!(
             self,
-            Kind::Namespace | Kind::Node | Kind::PriorityClass | Kind::IpAddress | Kind::ServiceCidr
+            Kind::Namespace
+                | Kind::Node
+                | Kind::PriorityClass
+                | Kind::IpAddress
+                | Kind::ServiceCidr
         )
     }
 
@@ -301,7 +315,13 @@ object!(Namespace, Kind::Namespace, d::namespace, v::namespace, spec);
 object!(Node, Kind::Node, d::node, v::node, spec);
 object!(Pod, Kind::Pod, d::pod, v::pod, spec);
 object!(Service, Kind::Service, d::service, v::service, spec);
-object!(ConfigMap, Kind::ConfigMap, d::config_map, v::config_map, data);
+object!(
+    ConfigMap,
+    Kind::ConfigMap,
+    d::config_map,
+    v::config_map,
+    data
+);
 object!(
     EndpointSlice,
     Kind::EndpointSlice,
@@ -317,7 +337,13 @@ object!(
     v::priority_class,
     value
 );
-object!(IPAddress, Kind::IpAddress, d::ip_address, v::ip_address, spec);
+object!(
+    IPAddress,
+    Kind::IpAddress,
+    d::ip_address,
+    v::ip_address,
+    spec
+);
 object!(
     ServiceCIDR,
     Kind::ServiceCidr,
@@ -333,8 +359,14 @@ mod tests {
     #[test]
     fn keys_follow_kubernetes_layout() {
         let cases = [
-            (ObjectRef::namespaced(Kind::Pod, "default", "web-0"), "/registry/pods/default/web-0"),
-            (ObjectRef::namespaced(Kind::Service, "shop", "web"), "/registry/services/specs/shop/web"),
+            (
+                ObjectRef::namespaced(Kind::Pod, "default", "web-0"),
+                "/registry/pods/default/web-0",
+            ),
+            (
+                ObjectRef::namespaced(Kind::Service, "shop", "web"),
+                "/registry/services/specs/shop/web",
+            ),
             (
                 ObjectRef::namespaced(Kind::EndpointSlice, "shop", "web-abc"),
                 "/registry/endpointslices/shop/web-abc",
@@ -344,19 +376,44 @@ mod tests {
                 ObjectRef::namespaced(Kind::Lease, "kube-node-lease", "n1"),
                 "/registry/leases/kube-node-lease/n1",
             ),
-            (ObjectRef::cluster(Kind::Namespace, "shop"), "/registry/namespaces/shop"),
-            (ObjectRef::cluster(Kind::PriorityClass, "high"), "/registry/priorityclasses/high"),
-            (ObjectRef::namespaced(Kind::ConfigMap, "a", "b"), "/registry/configmaps/a/b"),
-            (ObjectRef::cluster(Kind::IpAddress, "10.96.0.1"), "/registry/ipaddresses/10.96.0.1"),
+            (
+                ObjectRef::cluster(Kind::Namespace, "shop"),
+                "/registry/namespaces/shop",
+            ),
+            (
+                ObjectRef::cluster(Kind::PriorityClass, "high"),
+                "/registry/priorityclasses/high",
+            ),
+            (
+                ObjectRef::namespaced(Kind::ConfigMap, "a", "b"),
+                "/registry/configmaps/a/b",
+            ),
+            (
+                ObjectRef::cluster(Kind::IpAddress, "10.96.0.1"),
+                "/registry/ipaddresses/10.96.0.1",
+            ),
         ];
         for (r, key) in cases {
             assert_eq!(r.key(), key);
-            assert_eq!(ObjectRef::from_key(r.kind, key.as_bytes()), Some(r.clone()), "{key}");
+            assert_eq!(
+                ObjectRef::from_key(r.kind, key.as_bytes()),
+                Some(r.clone()),
+                "{key}"
+            );
         }
-        assert_eq!(ObjectRef::from_key(Kind::Pod, b"/registry/pods/onlyns"), None);
-        assert_eq!(ObjectRef::from_key(Kind::Pod, b"/registry/pods/a/b/c"), None);
+        assert_eq!(
+            ObjectRef::from_key(Kind::Pod, b"/registry/pods/onlyns"),
+            None
+        );
+        assert_eq!(
+            ObjectRef::from_key(Kind::Pod, b"/registry/pods/a/b/c"),
+            None
+        );
         assert_eq!(ObjectRef::from_key(Kind::Node, b"/registry/pods/a/b"), None);
-        assert_eq!(Kind::Service.prefix(Some("x")), "/registry/services/specs/x/");
+        assert_eq!(
+            Kind::Service.prefix(Some("x")),
+            "/registry/services/specs/x/"
+        );
         assert_eq!(Kind::Node.prefix(Some("x")), "/registry/minions/");
     }
 
@@ -376,7 +433,10 @@ mod tests {
             assert_eq!(Kind::parse(s), Some(k), "{s}");
         }
         assert_eq!(Kind::parse("deployments"), None);
-        assert_eq!(Kind::from_type("discovery.k8s.io/v1", "EndpointSlice"), Some(Kind::EndpointSlice));
+        assert_eq!(
+            Kind::from_type("discovery.k8s.io/v1", "EndpointSlice"),
+            Some(Kind::EndpointSlice)
+        );
         assert_eq!(Kind::from_type("v1", "EndpointSlice"), None);
     }
 }

@@ -53,7 +53,10 @@ fn micro_now() -> MicroTime {
 
 /// Runs the election until the returned task is aborted. The receiver says whether
 /// this candidate leads now; it turns false as soon as leadership is lost.
-pub fn spawn(client: Client, config: Config) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
+pub fn spawn(
+    client: Client,
+    config: Config,
+) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(async move {
         let mut elector = Elector {
@@ -147,7 +150,8 @@ impl Elector {
         }
         let holder = spec.holder_identity.clone().unwrap_or_default();
         let ours = holder == self.config.identity;
-        let duration = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(seconds).max(1) as u64);
+        let duration =
+            Duration::from_secs(spec.lease_duration_seconds.unwrap_or(seconds).max(1) as u64);
         let expired = holder.is_empty() || self.observed_at.elapsed() > duration;
         if !ours && !expired {
             return Ok(false);

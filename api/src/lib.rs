@@ -14,15 +14,17 @@
 //! Data flows one way: the store's watch stream feeds informers, controllers turn
 //! cache state into desired objects and write them back with compare-and-swap.
 
+pub mod client;
 pub mod defaults;
 pub mod error;
-pub mod client;
 pub mod informer;
 pub mod kind;
 pub mod leader;
+pub mod selector;
 pub mod validation;
 
-pub use error::{Error, Result};
-pub use k8s_openapi;
 pub use client::{Client, List, WatchEvent};
+pub use error::{Error, Result};
+pub use etcd_client;
+pub use k8s_openapi;
 pub use kind::{Kind, Object, ObjectRef};

@@ -2,3 +2,5 @@
 //! controller with topology hints, and node lifecycle. Each decision is a pure
 //! function over informer caches; the async shell around it reads and writes
 //! objects through `capstan-api`'s client.
+pub mod alloc;
+pub mod nodes;

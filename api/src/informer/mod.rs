@@ -14,3 +14,16 @@ mod watcher;
 pub use queue::{run_workers, Action, RateLimit, WorkQueue};
 pub use store::{indexers, IndexFn, Store};
 pub use watcher::{spawn, watcher, Event, WatcherStats};
+
+/// Aborts the tasks it holds when dropped, so informers started by a controller end
+/// with it (also when the controller's own task is aborted).
+#[derive(Debug, Default)]
+pub struct TaskGuard(pub Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}

@@ -119,6 +119,7 @@ impl<K: Object> Inner<K> {
 pub struct Store<K> {
     inner: Arc<RwLock<Inner<K>>>,
     ready: watch::Sender<bool>,
+    seen: watch::Sender<i64>,
     stats: Arc<WatcherStats>,
 }
 
@@ -127,6 +128,7 @@ impl<K> Clone for Store<K> {
         Store {
             inner: self.inner.clone(),
             ready: self.ready.clone(),
+            seen: self.seen.clone(),
             stats: self.stats.clone(),
         }
     }
@@ -149,6 +151,7 @@ impl<K: Object> Store<K> {
                 revision: 0,
             })),
             ready: watch::channel(false).0,
+            seen: watch::channel(0).0,
             stats: Arc::default(),
         }
     }
@@ -165,6 +168,7 @@ impl<K: Object> Store<K> {
                 inner.revision = inner.revision.max(revision_of(obj.as_ref()));
                 inner.remove(&ObjectRef::of(obj.as_ref()));
             }
+            Event::Remove(r) => inner.remove(r),
             Event::Restart { objects, revision } => {
                 inner.objects = HashMap::with_capacity(objects.len());
                 inner.indexes.clear();
@@ -175,8 +179,23 @@ impl<K: Object> Store<K> {
                 inner.revision = *revision;
                 drop(inner);
                 self.ready.send_replace(true);
+                self.seen.send_replace(*revision);
+                return;
             }
         }
+        let revision = inner.revision;
+        drop(inner);
+        self.seen.send_replace(revision);
+    }
+
+    /// Waits until the cache has seen `revision` (a write of this kind made by the
+    /// caller), so a reconcile does not act on a cache older than its own writes.
+    /// Gives up after `timeout`; returns whether the revision was reached.
+    pub async fn wait_revision(&self, revision: i64, timeout: std::time::Duration) -> bool {
+        let mut rx = self.seen.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|seen| *seen >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// One object.
@@ -196,7 +215,11 @@ impl<K: Object> Store<K> {
             .indexes
             .get(name)
             .and_then(|index| index.get(value))
-            .map(|refs| refs.iter().filter_map(|r| inner.objects.get(r).cloned()).collect())
+            .map(|refs| {
+                refs.iter()
+                    .filter_map(|r| inner.objects.get(r).cloned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -258,7 +281,10 @@ mod tests {
         let store = Store::new(idx);
         assert!(!store.is_ready());
         store.apply(&Event::Restart {
-            objects: vec![pod("a", "p1", "n1", "web", 5), pod("b", "p2", "n1", "db", 6)],
+            objects: vec![
+                pod("a", "p1", "n1", "web", 5),
+                pod("b", "p2", "n1", "db", 6),
+            ],
             revision: 10,
         });
         assert!(store.is_ready());
@@ -283,6 +309,8 @@ mod tests {
         assert_eq!(store.len(), 1);
         assert!(store.by_index(indexers::NODE_NAME, "n2").is_empty());
         assert_eq!(store.by_index(indexers::NODE_NAME, "n3").len(), 1);
-        assert!(store.get(&ObjectRef::namespaced(crate::Kind::Pod, "c", "p3")).is_some());
+        assert!(store
+            .get(&ObjectRef::namespaced(crate::Kind::Pod, "c", "p3"))
+            .is_some());
     }
 }

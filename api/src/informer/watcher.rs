@@ -19,6 +19,9 @@ pub enum Event<K> {
     Apply(Arc<K>),
     /// The object was deleted (its last state).
     Delete(Arc<K>),
+    /// The object left without its last state (deleted after a compaction, or its
+    /// value stopped parsing): it leaves the cache.
+    Remove(crate::kind::ObjectRef),
     /// A fresh list: these are now all the objects, as of `revision`.
     Restart {
         /// Every object.
@@ -43,8 +46,13 @@ pub struct WatcherStats {
 
 enum State<K> {
     List,
-    Watch { from: i64 },
-    Watching { stream: BoxStream<'static, crate::Result<WatchEvent<K>>>, last: i64 },
+    Watch {
+        from: i64,
+    },
+    Watching {
+        stream: BoxStream<'static, crate::Result<WatchEvent<K>>>,
+        last: i64,
+    },
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -68,12 +76,22 @@ pub fn watcher<K: Object>(
                     State::List => match client.list::<K>(namespace.as_deref()).await {
                         Ok(list) => {
                             stats.lists.fetch_add(1, Ordering::Relaxed);
-                            stats.skipped.fetch_add(list.skipped as u64, Ordering::Relaxed);
+                            stats
+                                .skipped
+                                .fetch_add(list.skipped as u64, Ordering::Relaxed);
                             let event = Event::Restart {
                                 objects: list.items.into_iter().map(Arc::new).collect(),
                                 revision: list.revision,
                             };
-                            return Some((event, (State::Watch { from: list.revision + 1 }, BACKOFF_MIN)));
+                            return Some((
+                                event,
+                                (
+                                    State::Watch {
+                                        from: list.revision + 1,
+                                    },
+                                    BACKOFF_MIN,
+                                ),
+                            ));
                         }
                         Err(e) => {
                             tracing::warn!(kind = %K::TYPE, error = %e, "list failed; retrying");
@@ -81,25 +99,36 @@ pub fn watcher<K: Object>(
                             state = State::List;
                         }
                     },
-                    State::Watch { from } => match client.watch::<K>(namespace.as_deref(), from).await {
-                        Ok(stream) => {
-                            state = State::Watching { stream: stream.boxed(), last: from - 1 };
+                    State::Watch { from } => {
+                        match client.watch::<K>(namespace.as_deref(), from).await {
+                            Ok(stream) => {
+                                state = State::Watching {
+                                    stream: stream.boxed(),
+                                    last: from - 1,
+                                };
+                            }
+                            Err(e) => {
+                                tracing::warn!(kind = %K::TYPE, error = %e, "watch failed; retrying");
+                                backoff = pause(backoff).await;
+                                state = State::Watch { from };
+                            }
                         }
-                        Err(e) => {
-                            tracing::warn!(kind = %K::TYPE, error = %e, "watch failed; retrying");
-                            backoff = pause(backoff).await;
-                            state = State::Watch { from };
-                        }
-                    },
-                    State::Watching { mut stream, mut last } => match stream.next().await {
+                    }
+                    State::Watching {
+                        mut stream,
+                        mut last,
+                    } => match stream.next().await {
                         Some(Ok(ev)) => {
                             if let Some(rev) = ev.revision() {
                                 last = last.max(rev);
                             }
                             let out = match ev {
-                                WatchEvent::Added(o) | WatchEvent::Modified(o) => Some(Event::Apply(Arc::new(o))),
+                                WatchEvent::Added(o) | WatchEvent::Modified(o) => {
+                                    Some(Event::Apply(Arc::new(o)))
+                                }
                                 WatchEvent::Deleted(o) => Some(Event::Delete(Arc::new(o))),
                                 WatchEvent::Bookmark(_) => None,
+                                WatchEvent::Removed { object, .. } => Some(Event::Remove(object)),
                             };
                             let next = State::Watching { stream, last };
                             match out {
@@ -107,7 +136,10 @@ pub fn watcher<K: Object>(
                                 None => state = next,
                             }
                         }
-                        Some(Err(Error::Compacted { requested, compacted })) => {
+                        Some(Err(Error::Compacted {
+                            requested,
+                            compacted,
+                        })) => {
                             stats.compactions.fetch_add(1, Ordering::Relaxed);
                             tracing::info!(kind = %K::TYPE, requested, compacted, "watch revision compacted; relisting");
                             state = State::List;

@@ -137,9 +137,7 @@ impl fmt::Display for FieldError {
             }
             ErrorType::Duplicate => write!(f, "Duplicate value: {}", self.value)?,
             ErrorType::Forbidden => write!(f, "Forbidden")?,
-            ErrorType::TooLong(max) => {
-                write!(f, "Too long: may not be more than {max} bytes")?
-            }
+            ErrorType::TooLong(max) => write!(f, "Too long: may not be more than {max} bytes")?,
             ErrorType::TooMany(max) => {
                 write!(f, "Too many: {}: must have at most {max} items", self.value)?
             }
@@ -171,23 +169,30 @@ mod tests {
     #[test]
     fn renders_like_the_api_server() {
         let p = Path::new("spec").child("ports").index(0);
-        let e = p.child("port").invalid(0, "must be between 1 and 65535, inclusive");
+        let e = p
+            .child("port")
+            .invalid(0, "must be between 1 and 65535, inclusive");
         assert_eq!(
             e.to_string(),
             "spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive"
         );
-        let e2 = p.child("protocol").not_supported("SCTPX", &["SCTP", "TCP", "UDP"]);
+        let e2 = p
+            .child("protocol")
+            .not_supported("SCTPX", &["SCTP", "TCP", "UDP"]);
         assert_eq!(
             e2.to_string(),
             "spec.ports[0].protocol: Unsupported value: \"SCTPX\": supported values: \"SCTP\", \"TCP\", \"UDP\""
         );
         assert_eq!(
-            render("Service", "web", &[e.clone()]),
+            render("Service", "web", std::slice::from_ref(&e)),
             "Service \"web\" is invalid: spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive"
         );
         assert!(render("Service", "web", &[e, e2]).contains(": [spec.ports[0].port"));
         assert_eq!(
-            Path::new("metadata").child("name").required("name or generateName is required").to_string(),
+            Path::new("metadata")
+                .child("name")
+                .required("name or generateName is required")
+                .to_string(),
             "metadata.name: Required value: name or generateName is required"
         );
     }
