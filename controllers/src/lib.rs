@@ -3,4 +3,5 @@
 //! function over informer caches; the async shell around it reads and writes
 //! objects through `capstan-api`'s client.
 pub mod alloc;
+pub mod endpointslice;
 pub mod nodes;
