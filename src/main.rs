@@ -13,7 +13,7 @@ use tracing::info;
 #[command(
     name = "capstan",
     version,
-    about = "A small, fast Kubernetes-style cluster core: an etcd v3 compatible Raft store (more components to come)"
+    about = "A small, fast Kubernetes-style cluster core: an etcd v3 compatible Raft store and its controllers"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,6 +28,41 @@ enum Command {
     /// Snapshot files written by `etcdctl snapshot save` against capstan.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Run the controller manager: ClusterIP/NodePort allocation ranges and repair,
+    /// EndpointSlices with topology hints, node lifecycle. Leader-elected.
+    Controllers(ControllersArgs),
+}
+
+#[derive(Args, Debug)]
+struct ControllersArgs {
+    /// Store client URLs, comma-separated.
+    #[arg(
+        long,
+        env = "CAPSTAN_ENDPOINTS",
+        default_value = "http://127.0.0.1:2379"
+    )]
+    endpoints: String,
+    /// Cluster IP range(s): one CIDR, or an IPv4 and an IPv6 one for dual-stack.
+    #[arg(long, default_value = capstan_controllers::alloc::DEFAULT_CLUSTER_IP_RANGE)]
+    service_cluster_ip_range: String,
+    /// Node port range.
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: String,
+    /// Most endpoints in one EndpointSlice.
+    #[arg(long, default_value_t = 100)]
+    max_endpoints_per_slice: usize,
+    /// Heartbeat age after which a node becomes Ready=Unknown and unreachable.
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: Duration,
+    /// How often node heartbeats are checked.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    node_monitor_period: Duration,
+    /// EndpointSlice syncs run at once.
+    #[arg(long, default_value_t = 5)]
+    concurrent_service_endpoint_syncs: usize,
+    /// Leader election (on by default; turn off only when one manager runs).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -308,6 +343,43 @@ fn snapshot_status(file: &std::path::Path, write_out: &str) -> Result<()> {
     Ok(())
 }
 
+async fn run_controllers(a: ControllersArgs) -> Result<()> {
+    let ranges = capstan_controllers::alloc::Ranges::parse(
+        &a.service_cluster_ip_range,
+        &a.service_node_port_range,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let endpoints: Vec<String> = a
+        .endpoints
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
+    let client = capstan_api::Client::connect(&endpoints)
+        .await
+        .context("connecting to the store")?;
+    let allocator = capstan_controllers::alloc::Allocator::load(&client).await?;
+    let client = client.with_service_allocator(std::sync::Arc::new(allocator));
+    let identity = a.leader_elect.then(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}_{}", host.trim(), std::process::id())
+    });
+    let config = capstan_controllers::manager::Config {
+        ranges,
+        max_endpoints_per_slice: a.max_endpoints_per_slice.max(1),
+        node_monitor_grace_period: a.node_monitor_grace_period,
+        node_monitor_period: a.node_monitor_period,
+        endpoint_workers: a.concurrent_service_endpoint_syncs.max(1),
+        identity,
+    };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = capstan_controllers::manager::run(client, config) => r.context("controller manager")?,
+        _ = term.recv() => info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => info!("interrupt: shutting down"),
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -324,6 +396,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Server(a) => rt.block_on(run_server(*a)),
         Command::Snapshot(SnapshotCommand::Restore(a)) => restore(a),
+        Command::Controllers(a) => rt.block_on(run_controllers(a)),
         Command::Snapshot(SnapshotCommand::Status { file, write_out }) => {
             snapshot_status(&file, &write_out)
         }

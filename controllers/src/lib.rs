@@ -4,4 +4,6 @@
 //! objects through `capstan-api`'s client.
 pub mod alloc;
 pub mod endpointslice;
+pub mod manager;
 pub mod nodes;
+pub mod slices;
