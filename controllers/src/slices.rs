@@ -193,6 +193,24 @@ fn services_for_pod(c: &Caches, pod: &Pod) -> Vec<ObjectRef> {
     out
 }
 
+/// The pods a Service selects. Starts from the label index on one of its selector's
+/// pairs, so a reconcile costs the Service's pods, not the namespace's.
+fn selected_pods(c: &Caches, svc: &Service, ns: &str) -> Vec<Arc<Pod>> {
+    let Some((k, v)) = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .and_then(|m| m.iter().next())
+    else {
+        return Vec::new();
+    };
+    c.pods
+        .by_index(indexers::LABEL, &format!("{k}={v}"))
+        .into_iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(ns) && selects(svc, p))
+        .collect()
+}
+
 fn selects(svc: &Service, pod: &Pod) -> bool {
     match svc.spec.as_ref().and_then(|s| s.selector.as_ref()) {
         Some(sel) if !sel.is_empty() => {
@@ -254,12 +272,7 @@ async fn reconcile(
             .await;
         return Ok(Action::AwaitChange);
     };
-    let pods: Vec<Arc<Pod>> = c
-        .pods
-        .by_index(indexers::NAMESPACE, &ns)
-        .into_iter()
-        .filter(|p| selects(&svc, p))
-        .collect();
+    let pods = selected_pods(c, &svc, &ns);
     let pod_refs: Vec<&Pod> = pods.iter().map(|p| p.as_ref()).collect();
     let nodes: HashMap<String, NodeInfo> = c
         .nodes
