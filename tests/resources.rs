@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -392,9 +392,11 @@ async fn racing_allocators_never_collide_and_repair_fixes_leaks() {
     }
     let mut ips = HashSet::new();
     let mut ports = HashSet::new();
+    let mut ip_of = HashMap::new();
     for t in tasks {
         for svc in within("writers", t).await.unwrap() {
             let spec = svc.spec.unwrap();
+            ip_of.insert(svc.metadata.name.unwrap(), spec.cluster_ip.clone().unwrap());
             assert!(
                 ips.insert(spec.cluster_ip.clone().unwrap()),
                 "{:?} allocated twice",
@@ -433,7 +435,8 @@ async fn racing_allocators_never_collide_and_repair_fixes_leaks() {
 
     // Requested addresses: honoured when free, refused when taken.
     let mut want = service("race", "fixed", "ClusterIP");
-    let taken_ip = ips.iter().next().unwrap().clone();
+    // Not w0-s0's address: that Service is deleted below, and its claim with it.
+    let taken_ip = ip_of["w1-s0"].clone();
     want.spec.as_mut().unwrap().cluster_ip = Some(taken_ip.clone());
     let err = writers[1].create(want).await.unwrap_err();
     assert!(err.to_string().contains("already allocated"), "{err}");
