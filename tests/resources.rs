@@ -100,6 +100,50 @@ async fn client_create_update_delete_are_compare_and_swap() {
         "defaulting ran"
     );
 
+    // Invalid objects are refused with the field named, and nothing is written.
+    let err = client
+        .create(config_map("shop", "Bad_Name", "1"))
+        .await
+        .unwrap_err();
+    match &err {
+        Error::Invalid { errors, .. } => {
+            assert_eq!(errors[0].field, "metadata.name", "{err}");
+        }
+        other => panic!("expected Invalid, got {other}"),
+    }
+    assert!(
+        err.to_string()
+            .contains("ConfigMap \"Bad_Name\" is invalid: metadata.name"),
+        "{err}"
+    );
+    let mut bad_svc = service("shop", "web", "ClusterIP");
+    bad_svc.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].protocol = Some("HTTP".into());
+    let err = client.create(bad_svc).await.unwrap_err();
+    assert!(err.to_string().contains("spec.ports[0].protocol"), "{err}");
+    let raw = client
+        .etcd()
+        .kv_client()
+        .get(
+            "/registry/",
+            Some(
+                capstan_api::etcd_client::GetOptions::new()
+                    .with_prefix()
+                    .with_keys_only(),
+            ),
+        )
+        .await
+        .unwrap();
+    let keys: Vec<String> = raw
+        .kvs()
+        .iter()
+        .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+        .collect();
+    assert_eq!(
+        keys,
+        vec!["/registry/namespaces/shop"],
+        "nothing else written"
+    );
+
     let created = client.create(config_map("shop", "a", "1")).await.unwrap();
     let meta = &created.metadata;
     assert!(meta.uid.as_ref().is_some_and(|u| u.len() == 36));

@@ -425,13 +425,18 @@ impl Client {
             meta.uid = old_meta.uid.clone();
             meta.creation_timestamp = old_meta.creation_timestamp.clone();
             meta.generation = Some(if bump { generation + 1 } else { generation });
-            if old_meta.deletion_timestamp.is_some() {
-                meta.deletion_timestamp = old_meta.deletion_timestamp.clone();
-                meta.deletion_grace_period_seconds = old_meta.deletion_grace_period_seconds;
-            }
+            // Deletion is marked through delete, never by an update (the API server
+            // copies these two from the stored object too).
+            meta.deletion_timestamp = old_meta.deletion_timestamp.clone();
+            meta.deletion_grace_period_seconds = old_meta.deletion_grace_period_seconds;
         }
         obj.apply_defaults();
-        let errors = obj.validate(Some(&old));
+        // The stored object is compared as the API server would decode it: with
+        // today's defaults, so an object written before a default existed can still
+        // be updated.
+        let mut old_defaulted = old.clone();
+        old_defaulted.apply_defaults();
+        let errors = obj.validate(Some(&old_defaulted));
         if !errors.is_empty() {
             return Err(Error::Invalid { object: r, errors });
         }

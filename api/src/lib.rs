@@ -20,6 +20,7 @@ pub mod error;
 pub mod informer;
 pub mod kind;
 pub mod leader;
+pub mod quantity;
 pub mod selector;
 pub mod validation;
 
