@@ -1,5 +1,8 @@
 //! `capstan`: the one binary. Argument parsing and wiring only; the logic
-//! lives in the crates (`capstan-store` today).
+//! lives in the crates (store, api, controllers). `ctl` holds kubectl's verbs and
+//! printers, which are a user interface rather than a library.
+
+mod ctl;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,6 +34,8 @@ enum Command {
     /// Run the controller manager: ClusterIP/NodePort allocation ranges and repair,
     /// EndpointSlices with topology hints, node lifecycle. Leader-elected.
     Controllers(ControllersArgs),
+    /// kubectl's everyday verbs against the store: apply -f, get, delete, describe.
+    Ctl(ctl::CtlArgs),
 }
 
 #[derive(Args, Debug)]
@@ -381,15 +386,20 @@ async fn run_controllers(a: ControllersArgs) -> Result<()> {
 }
 
 fn main() -> Result<()> {
+    let cli = Cli::parse();
+    // ctl's output is for people and scripts: only warnings go with it.
+    let default_filter = match cli.command {
+        Command::Ctl(_) => "warn",
+        _ => "info,openraft=warn,h2=warn,tower=warn,hyper=warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,openraft=warn,h2=warn,tower=warn,hyper=warn".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -397,6 +407,19 @@ fn main() -> Result<()> {
         Command::Server(a) => rt.block_on(run_server(*a)),
         Command::Snapshot(SnapshotCommand::Restore(a)) => restore(a),
         Command::Controllers(a) => rt.block_on(run_controllers(a)),
+        Command::Ctl(a) => {
+            // kubectl's style: one `error: ...` line and exit 1, no backtrace.
+            if let Err(e) = rt.block_on(ctl::run(a)) {
+                let msg = format!("{e:#}");
+                if msg.starts_with("Error from server") {
+                    eprintln!("{msg}");
+                } else {
+                    eprintln!("error: {msg}");
+                }
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Snapshot(SnapshotCommand::Status { file, write_out }) => {
             snapshot_status(&file, &write_out)
         }
