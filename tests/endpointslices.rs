@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use capstan_api::k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use capstan_api::k8s_openapi::api::core::v1::{
-    Container, ContainerPort, Namespace, Node, NodeCondition, NodeStatus, Pod, PodCondition, PodIP,
-    PodSpec, PodStatus, Service, ServicePort, ServiceSpec,
+    Container, ContainerPort, Event, Namespace, Node, NodeCondition, NodeStatus, Pod, PodCondition,
+    PodIP, PodSpec, PodStatus, Service, ServicePort, ServiceSpec,
 };
 use capstan_api::k8s_openapi::api::discovery::v1::EndpointSlice;
 use capstan_api::k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -257,6 +257,48 @@ async fn slices_follow_pods_and_nodes() {
         (e.len() == 5 && e.values().all(|(r, s, t)| *r && *s && !*t)).then_some(())
     })
     .await;
+
+    // Topology hints asked for with too few endpoints for two zones: Kubernetes'
+    // Warning event, stored as an Event on the Service that expires with its lease.
+    let r = ObjectRef::namespaced(Kind::Service, "shop", "web");
+    let mut auto: Service = client.get(&r).await.unwrap();
+    auto.metadata.annotations = Some(
+        [(
+            "service.kubernetes.io/topology-mode".to_string(),
+            "Auto".to_string(),
+        )]
+        .into(),
+    );
+    client.update(auto).await.unwrap();
+    let event = eventually("a TopologyAwareHintsDisabled event", || async {
+        client
+            .list::<Event>(Some("shop"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some("TopologyAwareHintsDisabled")
+                    && e.involved_object.name.as_deref() == Some("web")
+            })
+    })
+    .await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert_eq!(event.involved_object.kind.as_deref(), Some("Service"));
+    assert_eq!(
+        event.source.and_then(|s| s.component).as_deref(),
+        Some("endpoint-slice-controller")
+    );
+    let stored = client
+        .etcd()
+        .kv_client()
+        .get(
+            ObjectRef::namespaced(Kind::Event, "shop", event.metadata.name.unwrap()).key(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_ne!(stored.kvs()[0].lease(), 0, "events expire with a lease");
 
     // One terminates: still listed, terminating and serving, not ready.
     client

@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use capstan_api::events::{self, Recorder};
 use capstan_api::informer::{self, Store};
 use capstan_api::k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, Service, ServicePort, ServiceSpec,
@@ -522,6 +523,63 @@ async fn racing_allocators_never_collide_and_repair_fixes_leaks() {
         repair::Report::default(),
         "a second pass finds nothing"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_fold_repeats_and_carry_a_lease() {
+    let cluster = Cluster::start(1);
+    let client = connect(cluster.endpoint(0)).await;
+    client.create(namespace("shop")).await.unwrap();
+    let svc = client.create(config_map("shop", "web", "1")).await.unwrap();
+    let recorder = Recorder::new(client.clone(), "test-controller");
+    let object = events::reference(&svc);
+    for _ in 0..3 {
+        recorder
+            .record(&object, "Warning", "Broken", "it broke")
+            .await
+            .unwrap();
+    }
+    recorder
+        .record(&object, "Normal", "Fixed", "it works again")
+        .await
+        .unwrap();
+    let mut list = client
+        .list::<capstan_api::k8s_openapi::api::core::v1::Event>(Some("shop"))
+        .await
+        .unwrap()
+        .items;
+    list.sort_by_key(|e| e.reason.clone());
+    assert_eq!(list.len(), 2, "repeats fold into one event");
+    assert_eq!(list[0].reason.as_deref(), Some("Broken"));
+    assert_eq!(list[0].count, Some(3));
+    assert_eq!(list[0].involved_object.uid, svc.metadata.uid);
+    assert!(list[0]
+        .metadata
+        .name
+        .as_deref()
+        .unwrap()
+        .starts_with("web."));
+    assert_eq!(list[1].count, Some(1));
+    let raw = client
+        .etcd()
+        .kv_client()
+        .get(
+            "/registry/events/shop/",
+            Some(capstan_api::etcd_client::GetOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap();
+    let leases: HashSet<i64> = raw.kvs().iter().map(|kv| kv.lease()).collect();
+    assert_eq!(leases.len(), 1, "one shared lease per minute of events");
+    let lease = *leases.iter().next().unwrap();
+    assert_ne!(lease, 0);
+    let ttl = client
+        .etcd()
+        .lease_client()
+        .time_to_live(lease, None)
+        .await
+        .unwrap();
+    assert!(ttl.ttl() > 3600 && ttl.ttl() <= 3660, "{}", ttl.ttl());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -274,5 +274,11 @@ pub fn priority_class(obj: &mut PriorityClass) {
 /// IPAddresses have no defaults.
 pub fn ip_address(_obj: &mut IPAddress) {}
 
+/// Sets an Event's defaults: type Normal, count 1.
+pub fn event(obj: &mut k8s_openapi::api::core::v1::Event) {
+    set_str(&mut obj.type_, "Normal");
+    set(&mut obj.count, || 1);
+}
+
 /// ServiceCIDRs have no defaults.
 pub fn service_cidr(_obj: &mut ServiceCIDR) {}

@@ -8,7 +8,7 @@
 use std::fmt;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{IPAddress, ServiceCIDR};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
@@ -53,11 +53,14 @@ pub enum Kind {
     IpAddress,
     /// `networking.k8s.io/v1 ServiceCIDR` (cluster-scoped): the ranges cluster IPs come from.
     ServiceCidr,
+    /// `v1 Event`: what controllers report about an object (stored with a one-hour
+    /// lease, as the API server's `--event-ttl`).
+    Event,
 }
 
 impl Kind {
     /// Every kind, in a stable order.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Pod,
@@ -68,6 +71,7 @@ impl Kind {
         Kind::PriorityClass,
         Kind::IpAddress,
         Kind::ServiceCidr,
+        Kind::Event,
     ];
 
     /// The Kubernetes `kind` string.
@@ -83,13 +87,19 @@ impl Kind {
             Kind::PriorityClass => "PriorityClass",
             Kind::IpAddress => "IPAddress",
             Kind::ServiceCidr => "ServiceCIDR",
+            Kind::Event => "Event",
         }
     }
 
     /// The `apiVersion` objects of this kind carry.
     pub fn api_version(self) -> &'static str {
         match self {
-            Kind::Namespace | Kind::Node | Kind::Pod | Kind::Service | Kind::ConfigMap => "v1",
+            Kind::Namespace
+            | Kind::Node
+            | Kind::Pod
+            | Kind::Service
+            | Kind::ConfigMap
+            | Kind::Event => "v1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
             Kind::Lease => "coordination.k8s.io/v1",
             Kind::PriorityClass => "scheduling.k8s.io/v1",
@@ -110,6 +120,7 @@ impl Kind {
             Kind::PriorityClass => "priorityclasses",
             Kind::IpAddress => "ipaddresses",
             Kind::ServiceCidr => "servicecidrs",
+            Kind::Event => "events",
         }
     }
 
@@ -156,6 +167,7 @@ impl Kind {
             Kind::ConfigMap => Some("cm"),
             Kind::PriorityClass => Some("pc"),
             Kind::IpAddress => Some("ip"),
+            Kind::Event => Some("ev"),
             Kind::EndpointSlice | Kind::Lease | Kind::ServiceCidr => None,
         }
     }
@@ -351,6 +363,7 @@ object!(
     v::service_cidr,
     spec
 );
+object!(Event, Kind::Event, d::event, v::event, involved_object);
 
 #[cfg(test)]
 mod tests {

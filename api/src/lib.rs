@@ -17,6 +17,7 @@
 pub mod client;
 pub mod defaults;
 pub mod error;
+pub mod events;
 pub mod informer;
 pub mod kind;
 pub mod leader;

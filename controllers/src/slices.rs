@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_api::client::resource_version;
+use capstan_api::events::{self, Recorder};
 use capstan_api::informer::{self, indexers, run_workers, Action, Event, Store, WorkQueue};
 use capstan_api::k8s_openapi::api::core::v1::{Node, Pod, Service};
 use capstan_api::k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -22,6 +23,8 @@ use crate::endpointslice::{
 };
 
 const POD_INDEX: &str = "pod";
+/// The component named in the events this controller records (Kubernetes' name).
+const EVENT_SOURCE: &str = "endpoint-slice-controller";
 
 /// The caches the controller reads.
 #[derive(Clone)]
@@ -140,6 +143,7 @@ pub async fn run(client: Client, opts: Options, workers: usize) {
     caches.nodes.wait_ready().await;
     caches.slices.wait_ready().await;
     enqueue_all(&caches, &queue);
+    let recorder = Arc::new(Recorder::new(client.clone(), EVENT_SOURCE));
     let reconcile = {
         let caches = caches.clone();
         let client = client.clone();
@@ -147,7 +151,8 @@ pub async fn run(client: Client, opts: Options, workers: usize) {
             let caches = caches.clone();
             let client = client.clone();
             let opts = opts.clone();
-            async move { reconcile(&client, &caches, &opts, &key).await }
+            let recorder = recorder.clone();
+            async move { reconcile(&client, &caches, &opts, &recorder, &key).await }
         }
     };
     run_workers(queue, workers, reconcile).await;
@@ -224,6 +229,7 @@ async fn reconcile(
     client: &Client,
     c: &Caches,
     opts: &Options,
+    recorder: &Arc<Recorder>,
     key: &ObjectRef,
 ) -> Result<Action, Error> {
     let ns = key.namespace.clone().unwrap_or_default();
@@ -281,8 +287,23 @@ async fn reconcile(
         .filter_map(|n| Some((n.metadata.name.clone()?, NodeInfo::from_node(n))))
         .collect();
     let changes = desired_slices(&svc, &pod_refs, &nodes, &existing, opts);
+    // Events are recorded beside the work, never in its way (client-go's recorder
+    // is asynchronous too).
     for ev in &changes.events {
         tracing::info!(service = %key, kind = ev.type_, reason = %ev.reason, message = %ev.message, "event");
+        let (recorder, object, ev) = (
+            recorder.clone(),
+            events::reference(svc.as_ref()),
+            ev.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = recorder
+                .record(&object, ev.type_, &ev.reason, &ev.message)
+                .await
+            {
+                tracing::warn!(error = %e, reason = %ev.reason, "event not recorded");
+            }
+        });
     }
     for s in changes.delete {
         match client

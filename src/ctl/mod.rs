@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use capstan_api::client::WatchEvent;
 use capstan_api::k8s_openapi::api::coordination::v1::Lease;
-use capstan_api::k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Service};
+use capstan_api::k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Node, Pod, Service};
 use capstan_api::k8s_openapi::api::discovery::v1::EndpointSlice;
 use capstan_api::k8s_openapi::api::networking::v1::{IPAddress, ServiceCIDR};
 use capstan_api::k8s_openapi::api::scheduling::v1::PriorityClass;
@@ -196,6 +196,7 @@ macro_rules! by_kind {
             Kind::PriorityClass => $f::<PriorityClass>($($arg),*).await,
             Kind::IpAddress => $f::<IPAddress>($($arg),*).await,
             Kind::ServiceCidr => $f::<ServiceCIDR>($($arg),*).await,
+            Kind::Event => $f::<Event>($($arg),*).await,
             other => Err(anyhow!("kind {other} is not supported by ctl yet")),
         }
     };
@@ -762,10 +763,20 @@ async fn describe(client: &Client, kind: Kind, name: &str, scope: &Scope) -> Res
     let ns = scope.namespace(kind);
     let r = object_ref(kind, ns.as_deref(), name);
     let obj = by_kind!(kind, get_value(client, &r))?;
-    let mut related = print::Related {
-        endpoint_slices: Vec::new(),
-        pods: Vec::new(),
-    };
+    let mut related = print::Related::default();
+    // The object's events: those naming it (and its uid, so a namesake that was
+    // deleted and recreated does not lend its history).
+    let events_ns = ns.clone().unwrap_or_else(|| "default".to_string());
+    let (events, _) = list_values::<Event>(client, Some(&events_ns)).await?;
+    related.events = events
+        .into_iter()
+        .filter(|e| {
+            let o = &e["involvedObject"];
+            o["kind"] == kind.name()
+                && o["name"] == name
+                && (o["uid"].is_null() || o["uid"] == obj["metadata"]["uid"])
+        })
+        .collect();
     match kind {
         Kind::Service => {
             let (slices, _) = list_values::<EndpointSlice>(client, ns.as_deref()).await?;

@@ -27,6 +27,8 @@ pub struct Related {
     pub endpoint_slices: Vec<Value>,
     /// A Node's pods.
     pub pods: Vec<Value>,
+    /// Events about the object.
+    pub events: Vec<Value>,
 }
 
 /// kubectl's message for an empty list.
@@ -104,6 +106,10 @@ fn columns(kind: Kind) -> (Vec<&'static str>, Vec<&'static str>) {
         ),
         Kind::IpAddress => (vec!["NAME", "PARENTREF"], vec![]),
         Kind::ServiceCidr => (vec!["NAME", "CIDRS", "AGE"], vec![]),
+        Kind::Event => (
+            vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+            vec![],
+        ),
         _ => (vec!["NAME", "AGE"], vec![]),
     }
 }
@@ -205,6 +211,20 @@ fn cells(kind: Kind, o: &Value, opts: &TableOptions) -> Vec<String> {
             let cidrs: Vec<&str> = array(&o["spec"]["cidrs"]).iter().map(text).collect();
             vec![name, cidrs.join(","), age]
         }
+        Kind::Event => {
+            let o_ref = &o["involvedObject"];
+            vec![
+                event_last_seen(o, opts.now),
+                text(&o["type"]).to_string(),
+                text(&o["reason"]).to_string(),
+                format!(
+                    "{}/{}",
+                    text(&o_ref["kind"]).to_ascii_lowercase(),
+                    text(&o_ref["name"])
+                ),
+                text(&o["message"]).trim().to_string(),
+            ]
+        }
         _ => vec![name, age],
     }
 }
@@ -287,6 +307,16 @@ pub fn human_duration(seconds: i64) -> String {
         };
     }
     format!("{}y", hours / 24 / 365)
+}
+
+/// When an event last happened: `lastTimestamp`, else `eventTime`, else creation.
+fn event_last_seen(o: &Value, now: Timestamp) -> String {
+    ["lastTimestamp", "eventTime"]
+        .iter()
+        .find_map(|f| timestamp(&o[*f]))
+        .or_else(|| timestamp(&o["metadata"]["creationTimestamp"]))
+        .map(|t| human_duration(now.as_second() - t.as_second()))
+        .unwrap_or_else(|| "<unknown>".into())
 }
 
 fn condition<'a>(o: &'a Value, ty: &str) -> Option<&'a Value> {
@@ -644,8 +674,45 @@ pub fn describe(kind: Kind, o: &Value, related: &Related, now: Timestamp) -> Str
         }
         _ => {}
     }
-    w.field("Events", "<none>");
-    w.render()
+    if related.events.is_empty() {
+        w.field("Events", "<none>");
+        return w.render();
+    }
+    let mut out = w.render();
+    out.push_str(&describe_events(&related.events, now));
+    out
+}
+
+/// kubectl's Events section: oldest first, repeats as `x<count> over <age>`.
+fn describe_events(events: &[Value], now: Timestamp) -> String {
+    let mut sorted: Vec<&Value> = events.iter().collect();
+    sorted.sort_by_key(|e| timestamp(&e["lastTimestamp"]).map(|t| t.as_second()));
+    let mut lines = vec![
+        "  Type\tReason\tAge\tFrom\tMessage".to_string(),
+        "  ----\t------\t----\t----\t-------".to_string(),
+    ];
+    for e in sorted {
+        let last = event_last_seen(e, now);
+        let count = e["count"].as_i64().unwrap_or(1);
+        let age = match timestamp(&e["firstTimestamp"]) {
+            Some(first) if count > 1 => format!(
+                "{last} (x{count} over {})",
+                human_duration(now.as_second() - first.as_second())
+            ),
+            _ => last,
+        };
+        let from = e["source"]["component"]
+            .as_str()
+            .or_else(|| e["reportingComponent"].as_str())
+            .unwrap_or("");
+        lines.push(format!(
+            "  {}\t{}\t{age}\t{from}\t{}",
+            text(&e["type"]),
+            text(&e["reason"]),
+            text(&e["message"]).trim()
+        ));
+    }
+    format!("Events:\n{}", align(&lines, 0, 2))
 }
 
 fn base64_len(s: &str) -> usize {
@@ -1220,7 +1287,7 @@ mod tests {
             &svc,
             &Related {
                 endpoint_slices: vec![slice],
-                pods: vec![],
+                ..Related::default()
             },
             now(),
         );
@@ -1240,6 +1307,40 @@ mod tests {
             "{out}"
         );
         assert!(out.ends_with("Events:                   <none>\n"), "{out}");
+    }
+
+    #[test]
+    fn events_table_and_describe_section() {
+        let ev = json!({"metadata": {"name": "web.1a2b", "namespace": "shop"},
+            "involvedObject": {"kind": "Service", "name": "web", "namespace": "shop"},
+            "type": "Warning", "reason": "TopologyAwareHintsDisabled",
+            "message": "Insufficient number of endpoints, addressType: IPv4",
+            "source": {"component": "endpoint-slice-controller"},
+            "firstTimestamp": "2026-11-22T11:50:00Z", "lastTimestamp": "2026-11-22T11:59:00Z", "count": 4});
+        let out = table(Kind::Event, std::slice::from_ref(&ev), &opts());
+        assert_eq!(
+            out,
+            "LAST SEEN   TYPE      REASON                       OBJECT        MESSAGE\n\
+             60s         Warning   TopologyAwareHintsDisabled   service/web   Insufficient number of endpoints, addressType: IPv4\n"
+        );
+        let svc = json!({"metadata": {"name": "web", "namespace": "shop"}, "spec": {"type": "ClusterIP"}});
+        let out = describe(
+            Kind::Service,
+            &svc,
+            &Related {
+                events: vec![ev],
+                ..Related::default()
+            },
+            now(),
+        );
+        assert!(
+            out.ends_with(
+                "Events:\n  Type     Reason                      Age                From                       Message\n\
+                 \x20 ----     ------                      ----               ----                       -------\n\
+                 \x20 Warning  TopologyAwareHintsDisabled  60s (x4 over 10m)  endpoint-slice-controller  Insufficient number of endpoints, addressType: IPv4\n"
+            ),
+            "{out}"
+        );
     }
 
     #[test]

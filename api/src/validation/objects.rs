@@ -3,7 +3,7 @@
 //! here: Namespace, ConfigMap, Lease, PriorityClass, IPAddress and ServiceCIDR.
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{IPAddress, ServiceCIDR};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
@@ -304,6 +304,60 @@ pub fn service_cidr(obj: &ServiceCIDR, old: Option<&ServiceCIDR>) -> FieldErrors
         if cidrs != old_cidrs && !grew {
             errs.push(path.invalid(Raw(format!("{cidrs:?}")), FIELD_IMMUTABLE_ERROR));
         }
+    }
+    errs
+}
+
+/// Longest event reason.
+const MAX_EVENT_REASON: usize = 128;
+/// Longest event message the API server accepts from a recorder (client-go
+/// truncates to 1024 before sending; the server allows up to 4096 for old clients).
+const MAX_EVENT_MESSAGE: usize = 4096;
+
+/// Validates an Event on create (`old == None`) or update: it lives in its
+/// object's namespace (or `default` for cluster-scoped objects), with a known type
+/// and bounded reason and message.
+pub fn event(obj: &Event, old: Option<&Event>) -> FieldErrors {
+    let mut errs = validate_meta(
+        &obj.metadata,
+        old.map(|o| &o.metadata),
+        true,
+        name_is_dns_subdomain,
+    );
+    let ns = obj.metadata.namespace.as_deref().unwrap_or_default();
+    let involved = obj.involved_object.namespace.as_deref().unwrap_or_default();
+    if !involved.is_empty() && involved != ns {
+        errs.push(
+            Path::new("involvedObject")
+                .child("namespace")
+                .invalid(involved, "does not match event.namespace"),
+        );
+    }
+    if obj
+        .involved_object
+        .name
+        .as_deref()
+        .unwrap_or_default()
+        .is_empty()
+    {
+        errs.push(Path::new("involvedObject").child("name").required(""));
+    }
+    if let Some(t) = obj.type_.as_deref() {
+        if t != "Normal" && t != "Warning" {
+            errs.push(Path::new("type").not_supported(t, &["Normal", "Warning"]));
+        }
+    }
+    if let Some(r) = obj.reason.as_deref().filter(|r| r.len() > MAX_EVENT_REASON) {
+        errs.push(Path::new("reason").too_long(r, MAX_EVENT_REASON));
+    }
+    if let Some(m) = obj
+        .message
+        .as_deref()
+        .filter(|m| m.len() > MAX_EVENT_MESSAGE)
+    {
+        errs.push(
+            Path::new("message").too_long(Raw(format!("{} bytes", m.len())), MAX_EVENT_MESSAGE),
+        );
     }
     errs
 }

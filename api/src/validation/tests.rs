@@ -654,6 +654,29 @@ mod small_kinds {
     }
 
     #[test]
+    fn events() {
+        let ev = |patch: Value| {
+            merged(
+                &json!({"metadata": {"name": "web.1a2b", "namespace": "shop"},
+                        "involvedObject": {"kind": "Service", "name": "web", "namespace": "shop"},
+                        "reason": "Broken", "message": "it broke"}),
+                patch,
+            )
+        };
+        assert!(fields::<k8s_openapi::api::core::v1::Event>(ev(json!({}))).is_empty());
+        assert_eq!(
+            fields::<k8s_openapi::api::core::v1::Event>(ev(
+                json!({"involvedObject": {"namespace": "other"}})
+            )),
+            vec!["involvedObject.namespace"]
+        );
+        assert_eq!(
+            fields::<k8s_openapi::api::core::v1::Event>(ev(json!({"type": "Error"}))),
+            vec!["type"]
+        );
+    }
+
+    #[test]
     fn leases() {
         let lease = |spec: Value| json!({"metadata": {"name": "n1", "namespace": "kube-node-lease"}, "spec": spec});
         assert!(fields::<Lease>(lease(
