@@ -435,35 +435,34 @@ pub fn validate_annotations(
 /// The operators a label selector requirement may use.
 pub const LABEL_SELECTOR_OPERATORS: [&str; 4] = ["In", "NotIn", "Exists", "DoesNotExist"];
 
+/// The values a set-based operator needs: some for `In`/`NotIn`, none for
+/// `Exists`/`DoesNotExist`. `None` for any other operator (label selectors refuse
+/// them; node selectors also know `Gt`/`Lt`).
+pub fn set_operator_values(operator: &str, values: &[String], path: &Path) -> Option<FieldErrors> {
+    match operator {
+        "In" | "NotIn" if values.is_empty() => Some(vec![path
+            .child("values")
+            .required("must be specified when `operator` is 'In' or 'NotIn'")]),
+        "Exists" | "DoesNotExist" if !values.is_empty() => Some(vec![path
+            .child("values")
+            .forbidden("may not be specified when `operator` is 'Exists' or 'DoesNotExist'")]),
+        "In" | "NotIn" | "Exists" | "DoesNotExist" => Some(Vec::new()),
+        _ => None,
+    }
+}
+
 /// One `matchExpressions` entry: `In`/`NotIn` need values, `Exists`/`DoesNotExist`
 /// forbid them; the key is a qualified name and every value a label value.
 pub fn validate_label_selector_requirement(
     req: &LabelSelectorRequirement,
     path: &Path,
 ) -> FieldErrors {
-    let mut errs = Vec::new();
     let values = req.values.as_deref().unwrap_or_default();
-    match req.operator.as_str() {
-        "In" | "NotIn" => {
-            if values.is_empty() {
-                errs.push(
-                    path.child("values")
-                        .required("must be specified when `operator` is 'In' or 'NotIn'"),
-                );
-            }
-        }
-        "Exists" | "DoesNotExist" => {
-            if !values.is_empty() {
-                errs.push(path.child("values").forbidden(
-                    "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-                ));
-            }
-        }
-        other => errs.push(
-            path.child("operator")
-                .invalid(other, "not a valid selector operator"),
-        ),
-    }
+    let mut errs = set_operator_values(&req.operator, values, path).unwrap_or_else(|| {
+        vec![path
+            .child("operator")
+            .invalid(&req.operator, "not a valid selector operator")]
+    });
     errs.extend(validate_label_name(&req.key, &path.child("key")));
     for (i, v) in values.iter().enumerate() {
         errs.extend(invalid_each(

@@ -17,7 +17,7 @@ use super::meta::validate_meta;
 use super::names::{
     inclusive_range_error, is_dns1123_label, is_env_var_name, is_label_value, is_valid_ip,
     is_valid_port_name, is_valid_port_num, name_is_dns_label, name_is_dns_subdomain,
-    validate_dns1123_label, validate_dns1123_subdomain, validate_label_name,
+    set_operator_values, validate_dns1123_label, validate_dns1123_subdomain, validate_label_name,
     validate_label_selector, validate_labels, validate_port_num_or_name, validate_qualified_name,
     Raw, IS_NEGATIVE_ERROR,
 };
@@ -1028,37 +1028,20 @@ fn validate_node_selector_requirement(
     check_values: bool,
     path: &Path,
 ) -> FieldErrors {
-    let mut errs = Vec::new();
     let values = req.values.as_deref().unwrap_or_default();
-    match req.operator.as_str() {
-        "In" | "NotIn" => {
-            if values.is_empty() {
-                errs.push(
-                    path.child("values")
-                        .required("must be specified when `operator` is 'In' or 'NotIn'"),
-                );
-            }
-        }
-        "Exists" | "DoesNotExist" => {
-            if !values.is_empty() {
-                errs.push(path.child("values").forbidden(
-                    "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-                ));
-            }
-        }
-        "Gt" | "Lt" => {
-            if values.len() != 1 {
-                errs.push(
-                    path.child("values")
-                        .required("must be specified single value when `operator` is 'Lt' or 'Gt'"),
-                );
-            }
-        }
-        other => errs.push(
-            path.child("operator")
-                .invalid(other, "not a valid selector operator"),
-        ),
-    }
+    let mut errs = match (
+        req.operator.as_str(),
+        set_operator_values(&req.operator, values, path),
+    ) {
+        (_, Some(errs)) => errs,
+        ("Gt" | "Lt", None) if values.len() != 1 => vec![path
+            .child("values")
+            .required("must be specified single value when `operator` is 'Lt' or 'Gt'")],
+        ("Gt" | "Lt", None) => Vec::new(),
+        (other, None) => vec![path
+            .child("operator")
+            .invalid(other, "not a valid selector operator")],
+    };
     errs.extend(validate_label_name(&req.key, &path.child("key")));
     if check_values {
         for (i, v) in values.iter().enumerate() {
