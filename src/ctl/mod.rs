@@ -124,8 +124,14 @@ pub async fn run(args: CtlArgs) -> Result<()> {
     let client = Client::connect(&endpoints)
         .await
         .with_context(|| format!("connecting to {}", args.endpoints))?;
-    let allocator = capstan_controllers::alloc::Allocator::load(&client).await?;
-    let client = client.with_service_allocator(Arc::new(allocator));
+    // Only writers allocate (apply) or release (delete) Service addresses; reads
+    // skip loading the ranges and claims.
+    let client = if matches!(args.verb, Verb::Apply { .. } | Verb::Delete { .. }) {
+        let allocator = capstan_controllers::alloc::Allocator::load(&client).await?;
+        client.with_service_allocator(Arc::new(allocator))
+    } else {
+        client
+    };
     match args.verb {
         Verb::Apply { files, namespace } => apply(&client, &files, namespace.as_deref()).await,
         Verb::Get {
