@@ -36,6 +36,52 @@ enum Command {
     Controllers(ControllersArgs),
     /// kubectl's everyday verbs against the store: apply -f, get, delete, describe.
     Ctl(ctl::CtlArgs),
+    /// Run the cluster DNS server: Kubernetes DNS-based service discovery for the
+    /// cluster zone from the store's Services and EndpointSlices; other names go
+    /// to upstream resolvers.
+    Dns(DnsArgs),
+}
+
+#[derive(Args, Debug)]
+struct DnsArgs {
+    /// Store client URLs, comma-separated.
+    #[arg(
+        long,
+        env = "CAPSTAN_ENDPOINTS",
+        default_value = "http://127.0.0.1:2379"
+    )]
+    endpoints: String,
+    /// Address to answer on, UDP and TCP.
+    #[arg(long, default_value = "127.0.0.1:1053")]
+    listen: std::net::SocketAddr,
+    /// The cluster domain (zone) answered from the store.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// TTL of the cluster zone's records and negative answers, in seconds.
+    #[arg(long, default_value_t = 5)]
+    ttl: u32,
+    /// Upstream resolvers for other names (`IP` or `IP:PORT`, comma-separated).
+    /// Default: the nameservers in /etc/resolv.conf. An empty value turns
+    /// forwarding off: other names are REFUSED.
+    #[arg(long)]
+    upstream: Option<String>,
+    /// Pod records `a-b-c-d.<ns>.pod.<zone>`: disabled, insecure (any address in an
+    /// existing namespace) or verified (only a pod's own address).
+    #[arg(long, default_value = "disabled")]
+    pods: String,
+    /// Most cached upstream answers.
+    #[arg(long, default_value_t = 10_000)]
+    cache_size: usize,
+    /// Longest time an upstream answer is cached, in seconds (negative ones: at most
+    /// 5 s, or the SOA's minimum when lower).
+    #[arg(long, default_value_t = 30)]
+    cache_max_ttl: u32,
+    /// Address to serve /metrics on (CoreDNS's metric names); off when not given.
+    #[arg(long)]
+    listen_metrics: Option<std::net::SocketAddr>,
+    /// UDP worker loops (sockets sharing the port); default: one per core.
+    #[arg(long)]
+    workers: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -385,12 +431,70 @@ async fn run_controllers(a: ControllersArgs) -> Result<()> {
     Ok(())
 }
 
+fn parse_upstreams(s: &str) -> Result<Vec<std::net::SocketAddr>> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<std::net::SocketAddr>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()))
+                .map_err(|_| anyhow::anyhow!("--upstream: {s:?} is not IP or IP:PORT"))
+        })
+        .collect()
+}
+
+async fn run_dns(a: DnsArgs) -> Result<()> {
+    let mut zone = capstan_dns::Zone::new(&a.cluster_domain).map_err(|e| anyhow::anyhow!(e))?;
+    zone.ttl = a.ttl;
+    zone.pods = match a.pods.as_str() {
+        "disabled" => capstan_dns::PodRecords::Disabled,
+        "insecure" => capstan_dns::PodRecords::Insecure,
+        "verified" => capstan_dns::PodRecords::Verified,
+        other => bail!("--pods must be disabled, insecure or verified, not {other:?}"),
+    };
+    let upstreams = match &a.upstream {
+        Some(s) => parse_upstreams(s)?,
+        None => capstan_dns::resolv_conf_upstreams(
+            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        ),
+    };
+    let mut forward = capstan_dns::ForwardConfig::new(upstreams);
+    forward.cache_size = a.cache_size.max(1);
+    forward.max_ttl = a.cache_max_ttl;
+    let endpoints: Vec<String> = a
+        .endpoints
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
+    let client = capstan_api::Client::connect(&endpoints)
+        .await
+        .context("connecting to the store")?;
+    let config = capstan_dns::Config {
+        listen: a.listen,
+        zone,
+        forward,
+        metrics_listen: a.listen_metrics,
+        workers: a
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1),
+        sync_wait: Duration::from_secs(5),
+    };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = capstan_dns::run(client, config) => r.context("cluster DNS")?,
+        _ = term.recv() => info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => info!("interrupt: shutting down"),
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     // ctl's output is for people and scripts: only warnings go with it.
     let default_filter = match cli.command {
         Command::Ctl(_) => "warn",
-        _ => "info,openraft=warn,h2=warn,tower=warn,hyper=warn",
+        _ => "info,openraft=warn,h2=warn,tower=warn,hyper=warn,hickory_server=warn",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -407,6 +511,7 @@ fn main() -> Result<()> {
         Command::Server(a) => rt.block_on(run_server(*a)),
         Command::Snapshot(SnapshotCommand::Restore(a)) => restore(a),
         Command::Controllers(a) => rt.block_on(run_controllers(a)),
+        Command::Dns(a) => rt.block_on(run_dns(a)),
         Command::Ctl(a) => {
             // kubectl's style: one `error: ...` line and exit 1, no backtrace.
             if let Err(e) = rt.block_on(ctl::run(a)) {
