@@ -3,8 +3,10 @@
 #
 #   scripts/deps.sh           build deps: a C++ compiler (rocksdb), clang + libclang-dev
 #                             (bindgen for rocksdb), protoc (tonic-prost-build)
-#   scripts/deps.sh --test    + etcdctl (Debian etcd-client) and the Python test venv .venv-test/
-#   scripts/deps.sh --bench   + etcd (Debian etcd-server), the peer the benchmarks compare with
+#   scripts/deps.sh --test    + etcdctl (Debian etcd-client), dig (bind9-dnsutils) and the
+#                             Python test venv .venv-test/
+#   scripts/deps.sh --bench   + the peers the benchmarks compare with: etcd (etcd-server),
+#                             knot and unbound, and dnsperf
 #
 # Idempotent: a second run installs nothing and calls no package registry. apt-get runs
 # only when a package is missing (with one `apt-get update` first), and pip only when
@@ -19,7 +21,7 @@ for arg in "$@"; do
   case "$arg" in
     --test) want_test=1 ;;
     --bench) want_bench=1 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "deps.sh: unknown argument '$arg' (use --test and/or --bench)" >&2; exit 2 ;;
   esac
 done
@@ -34,10 +36,10 @@ checks=(
   "protobuf-compiler:protoc"
 )
 if [ "$want_test" = 1 ]; then
-  checks+=("etcd-client:etcdctl" "openssl:openssl")
+  checks+=("etcd-client:etcdctl" "openssl:openssl" "bind9-dnsutils:dig")
 fi
 if [ "$want_bench" = 1 ]; then
-  checks+=("etcd-server:etcd")
+  checks+=("etcd-server:etcd" "dnsperf:dnsperf" "knot:knotd" "unbound:unbound" "bind9-dnsutils:dig")
 fi
 
 have_libclang() {

@@ -99,7 +99,7 @@ impl Handler {
 
     /// The response when it needs no upstream; otherwise what is left to do, for
     /// [`Handler::finish`].
-    pub fn respond_now(&self, request: &Request) -> Result<Response, Pending> {
+    pub fn respond_now(&self, request: &Request) -> Result<Response, Box<Pending>> {
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.recursion_available = self.0.forwarder.is_some();
         let edns = request.edns.as_ref().map(|req| {
@@ -165,7 +165,7 @@ impl Handler {
                             Ok(resp)
                         } else if self.0.forwarder.is_some() {
                             resp.cacheable = false;
-                            Err(Pending::Chase(resp, target, qtype))
+                            Err(Box::new(Pending::Chase(resp, target, qtype)))
                         } else {
                             Ok(resp)
                         }
@@ -178,19 +178,24 @@ impl Handler {
                     return fail(resp, ResponseCode::Refused);
                 }
                 resp.cacheable = false;
-                Err(Pending::Upstream(resp, name.clone(), qtype, qclass))
+                Err(Box::new(Pending::Upstream(
+                    resp,
+                    name.clone(),
+                    qtype,
+                    qclass,
+                )))
             }
         }
     }
 
     /// Does the upstream part of a response.
-    pub async fn finish(&self, _request: &Request, pending: Pending) -> Response {
+    pub async fn finish(&self, _request: &Request, pending: Box<Pending>) -> Response {
         let Some(fwd) = &self.0.forwarder else {
-            let (Pending::Upstream(mut resp, ..) | Pending::Chase(mut resp, ..)) = pending;
+            let (Pending::Upstream(mut resp, ..) | Pending::Chase(mut resp, ..)) = *pending;
             resp.metadata.response_code = ResponseCode::Refused;
             return resp;
         };
-        match pending {
+        match *pending {
             Pending::Upstream(mut resp, name, qtype, qclass) => {
                 match fwd.resolve(&name, qtype, qclass).await {
                     Ok(reply) => {

@@ -1,5 +1,5 @@
 //! The listeners. TCP goes through hickory-server (length framing, pipelining,
-//! idle timeouts) into the [`Handler`]. UDP has its own loops, one per core on
+//! idle timeouts) into the [`Handler`]. UDP has its own threads, one per core on
 //! `SO_REUSEPORT` sockets: each keeps the encoded bytes of the cluster-zone answers
 //! it has sent, keyed by the request without its ID, so a repeated question costs a
 //! hash lookup and two small copies (the ID and the question, whose letter case the
@@ -54,25 +54,25 @@ pub async fn bind(
     Ok((udp, tcp))
 }
 
-/// Serves until a listener fails.
+/// Serves until a listener fails. Each UDP socket gets its own OS thread doing
+/// blocking receives and sends: under load that is a plain syscall per packet, with
+/// no readiness polling; only upstream work goes to the async runtime.
 pub async fn serve(handler: Handler, udp: Vec<UdpSocket>, tcp: TcpListener) -> std::io::Result<()> {
-    let mut tasks = tokio::task::JoinSet::new();
+    let rt = tokio::runtime::Handle::current();
     for sock in udp {
-        tasks.spawn(udp_loop(Arc::new(sock), handler.clone()));
+        let sock = sock.into_std()?;
+        sock.set_nonblocking(false)?;
+        let (handler, rt) = (handler.clone(), rt.clone());
+        std::thread::Builder::new()
+            .name("dns-udp".into())
+            .spawn(move || udp_thread(Arc::new(sock), handler, rt))?;
     }
     let mut server = hickory_server::Server::new(handler);
     server.register_listener(tcp, TCP_IDLE, 64);
-    tasks.spawn(async move {
-        server
-            .block_until_done()
-            .await
-            .map_err(|e| std::io::Error::other(format!("TCP listener: {e}")))
-    });
-    match tasks.join_next().await {
-        Some(Ok(r)) => r,
-        Some(Err(e)) => Err(std::io::Error::other(format!("listener task: {e}"))),
-        None => Ok(()),
-    }
+    server
+        .block_until_done()
+        .await
+        .map_err(|e| std::io::Error::other(format!("TCP listener: {e}")))
 }
 
 /// An encoded answer and what it was made from.
@@ -179,7 +179,7 @@ pub enum Step {
     /// Send these bytes back (already counted in the metrics).
     Reply(Vec<u8>),
     /// Needs upstream work: finish it off the loop.
-    Pending(Box<Request>, crate::handler::Pending),
+    Pending(Box<Request>, Box<crate::handler::Pending>),
 }
 
 /// One UDP loop's state: its kept answers and scratch buffers.
@@ -284,15 +284,16 @@ impl UdpWorker {
     }
 }
 
-async fn udp_loop(sock: Arc<UdpSocket>, handler: Handler) -> std::io::Result<()> {
+fn udp_thread(sock: Arc<std::net::UdpSocket>, handler: Handler, rt: tokio::runtime::Handle) {
     let mut buf = vec![0u8; 65535];
     let mut worker = UdpWorker::new(handler.clone());
     loop {
-        let (n, src) = match sock.recv_from(&mut buf).await {
+        let (n, src) = match sock.recv_from(&mut buf) {
             Ok(r) => r,
             Err(e) => {
-                // ICMP errors from earlier sends surface here; the socket is fine.
                 tracing::debug!(error = %e, "udp receive");
+                // Never spin on a socket that keeps failing.
+                std::thread::sleep(Duration::from_millis(1));
                 continue;
             }
         };
@@ -300,16 +301,16 @@ async fn udp_loop(sock: Arc<UdpSocket>, handler: Handler) -> std::io::Result<()>
         match worker.handle(&buf[..n], src) {
             Step::Drop => {}
             Step::Reply(bytes) => {
-                let _ = sock.send_to(&bytes, src).await;
+                let _ = sock.send_to(&bytes, src);
             }
             Step::Pending(request, pending) => {
                 // Upstream work: never hold this loop up for it.
                 let handler = handler.clone();
                 let sock = sock.clone();
-                tokio::spawn(async move {
+                rt.spawn(async move {
                     let resp = handler.finish(&request, pending).await;
                     let bytes = encode_udp(&request, &resp);
-                    let _ = sock.send_to(&bytes, src).await;
+                    let _ = sock.send_to(&bytes, src);
                     handler.0.metrics.observe(
                         Transport::Udp,
                         src.is_ipv6(),

@@ -155,13 +155,22 @@ fn texts(records: &[Record]) -> Vec<String> {
     v
 }
 
+/// (name, type, rcode, answers, additionals)
+type Case = (
+    &'static str,
+    RecordType,
+    ResponseCode,
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
 #[test]
 fn records_table() {
     let v = view();
     let z = zone(PodRecords::Disabled);
     use RecordType::*;
     // (name, type, rcode, answers, additionals)
-    let cases: &[(&str, RecordType, ResponseCode, &[&str], &[&str])] = &[
+    let cases: &[Case] = &[
         ("web.shop.svc.cluster.local.", A, ResponseCode::NoError,
          &["web.shop.svc.cluster.local. A 10.96.0.10"], &[]),
         ("web.shop.svc.cluster.local.", AAAA, ResponseCode::NoError,
