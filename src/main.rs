@@ -394,20 +394,21 @@ fn snapshot_status(file: &std::path::Path, write_out: &str) -> Result<()> {
     Ok(())
 }
 
+/// A store client for comma-separated `--endpoints`.
+async fn connect(endpoints: &str) -> Result<capstan_api::Client> {
+    let endpoints: Vec<String> = endpoints.split(',').map(|s| s.trim().to_string()).collect();
+    capstan_api::Client::connect(&endpoints)
+        .await
+        .context("connecting to the store")
+}
+
 async fn run_controllers(a: ControllersArgs) -> Result<()> {
     let ranges = capstan_controllers::alloc::Ranges::parse(
         &a.service_cluster_ip_range,
         &a.service_node_port_range,
     )
     .map_err(|e| anyhow::anyhow!(e))?;
-    let endpoints: Vec<String> = a
-        .endpoints
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .collect();
-    let client = capstan_api::Client::connect(&endpoints)
-        .await
-        .context("connecting to the store")?;
+    let client = connect(&a.endpoints).await?;
     let allocator = capstan_controllers::alloc::Allocator::load(&client).await?;
     let client = client.with_service_allocator(std::sync::Arc::new(allocator));
     let identity = a.leader_elect.then(|| {
@@ -461,14 +462,7 @@ async fn run_dns(a: DnsArgs) -> Result<()> {
     let mut forward = capstan_dns::ForwardConfig::new(upstreams);
     forward.cache_size = a.cache_size.max(1);
     forward.max_ttl = a.cache_max_ttl;
-    let endpoints: Vec<String> = a
-        .endpoints
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .collect();
-    let client = capstan_api::Client::connect(&endpoints)
-        .await
-        .context("connecting to the store")?;
+    let client = connect(&a.endpoints).await?;
     let config = capstan_dns::Config {
         listen: a.listen,
         zone,

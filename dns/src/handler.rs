@@ -13,7 +13,7 @@ use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 use parking_lot::RwLock;
 
 use crate::answer::{answer, Outcome, Zone};
@@ -82,6 +82,29 @@ pub struct Response {
     /// Whether the answer depends only on the request and the view (so the same
     /// request may get the same bytes until the view changes).
     pub cacheable: bool,
+}
+
+type Section<'a> = std::slice::Iter<'a, Record>;
+
+impl Response {
+    /// The response as hickory encodes it, answering `request`.
+    pub fn message<'a>(
+        &'a self,
+        request: &'a Request,
+    ) -> MessageResponse<'a, 'a, Section<'a>, Section<'a>, std::iter::Empty<&'a Record>, Section<'a>>
+    {
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if let Some(e) = &self.edns {
+            builder.edns(e);
+        }
+        builder.build(
+            self.metadata,
+            self.answers.iter(),
+            self.authority.iter(),
+            std::iter::empty(),
+            self.additionals.iter(),
+        )
+    }
 }
 
 /// The request handler; cheap to clone.
@@ -244,18 +267,7 @@ impl RequestHandler for Handler {
         let start = Instant::now();
         let resp = self.respond(request).await;
         let rcode = resp.metadata.response_code;
-        let mut builder = MessageResponseBuilder::from_message_request(request);
-        if let Some(e) = &resp.edns {
-            builder.edns(e);
-        }
-        let message = builder.build(
-            resp.metadata,
-            resp.answers.iter(),
-            resp.authority.iter(),
-            std::iter::empty(),
-            resp.additionals.iter(),
-        );
-        let info = match response_handle.send_response(message).await {
+        let info = match response_handle.send_response(resp.message(request)).await {
             Ok(info) => info,
             Err(e) => {
                 tracing::debug!(error = %e, src = %request.src(), "sending a response failed");

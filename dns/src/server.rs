@@ -17,7 +17,6 @@ use hickory_proto::rr::RecordType;
 use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::Request;
-use hickory_server::zone_handler::MessageResponseBuilder;
 use tokio::net::{TcpListener, UdpSocket};
 
 use crate::handler::{Handler, Response};
@@ -131,17 +130,7 @@ fn request_key(pkt: &[u8], key: &mut Vec<u8>) -> Option<usize> {
 /// advertised (512 without EDNS).
 pub fn encode_udp(request: &Request, resp: &Response) -> Vec<u8> {
     let max = resp.edns.as_ref().map_or(512, |e| e.max_payload());
-    let mut builder = MessageResponseBuilder::from_message_request(request);
-    if let Some(e) = &resp.edns {
-        builder.edns(e);
-    }
-    let message = builder.build(
-        resp.metadata,
-        resp.answers.iter(),
-        resp.authority.iter(),
-        std::iter::empty(),
-        resp.additionals.iter(),
-    );
+    let message = resp.message(request);
     let mut bytes = Vec::with_capacity(512);
     let mut encoder = BinEncoder::new(&mut bytes);
     encoder.set_max_size(max);
