@@ -116,7 +116,7 @@ impl Handler {
     pub async fn respond(&self, request: &Request) -> Response {
         match self.respond_now(request) {
             Ok(resp) => resp,
-            Err(pending) => self.finish(request, pending).await,
+            Err(pending) => self.finish(pending).await,
         }
     }
 
@@ -212,7 +212,7 @@ impl Handler {
     }
 
     /// Does the upstream part of a response.
-    pub async fn finish(&self, _request: &Request, pending: Box<Pending>) -> Response {
+    pub async fn finish(&self, pending: Box<Pending>) -> Response {
         let Some(fwd) = &self.0.forwarder else {
             let (Pending::Upstream(mut resp, ..) | Pending::Chase(mut resp, ..)) = *pending;
             resp.metadata.response_code = ResponseCode::Refused;

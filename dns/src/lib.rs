@@ -80,11 +80,13 @@ pub async fn run(client: capstan_api::Client, mut config: Config) -> Result<(), 
     if config.zone.ns_addrs.is_empty() && !local.ip().is_unspecified() {
         config.zone.ns_addrs.push(local.ip());
     }
-    // Forwarding to ourselves would loop.
-    config.forward.upstreams.retain(|u| {
-        *u != local
-            && !(u.port() == local.port() && u.ip().is_loopback() && local.ip().is_unspecified())
-    });
+    // Forwarding to ourselves would loop (also through loopback when listening on
+    // every address).
+    let is_self = |u: &SocketAddr| {
+        u.port() == local.port()
+            && (u.ip() == local.ip() || (local.ip().is_unspecified() && u.ip().is_loopback()))
+    };
+    config.forward.upstreams.retain(|u| !is_self(u));
     let forwarder = Forwarder::new(config.forward.clone());
     let shared = Arc::new(Shared::new(
         config.zone.clone(),

@@ -297,7 +297,7 @@ fn udp_thread(sock: Arc<std::net::UdpSocket>, handler: Handler, rt: tokio::runti
                 let handler = handler.clone();
                 let sock = sock.clone();
                 rt.spawn(async move {
-                    let resp = handler.finish(&request, pending).await;
+                    let resp = handler.finish(pending).await;
                     let bytes = encode_udp(&request, &resp);
                     let _ = sock.send_to(&bytes, src);
                     handler.0.metrics.observe(

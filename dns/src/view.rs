@@ -62,6 +62,18 @@ pub struct Port {
     pub port: u16,
 }
 
+impl Port {
+    /// A port from a Service's or an EndpointSlice's fields; `None` when its
+    /// protocol or number cannot be published.
+    fn new(name: Option<&str>, protocol: Option<&str>, port: Option<i32>) -> Option<Port> {
+        Some(Port {
+            name: name.unwrap_or_default().to_ascii_lowercase(),
+            proto: Proto::parse(protocol)?,
+            port: u16::try_from(port?).ok()?,
+        })
+    }
+}
+
 /// One endpoint of a headless service.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
@@ -132,13 +144,7 @@ impl ServiceEntry {
             .ports
             .iter()
             .flatten()
-            .filter_map(|p| {
-                Some(Port {
-                    name: p.name.clone().unwrap_or_default().to_ascii_lowercase(),
-                    proto: Proto::parse(p.protocol.as_deref())?,
-                    port: u16::try_from(p.port).ok()?,
-                })
-            })
+            .filter_map(|p| Port::new(p.name.as_deref(), p.protocol.as_deref(), Some(p.port)))
             .collect();
         Some(ServiceEntry {
             records: Records::ClusterIp { ips, ports },
@@ -177,13 +183,7 @@ fn headless_endpoints(slices: &[Arc<EndpointSlice>], publish_not_ready: bool) ->
                 .ports
                 .iter()
                 .flatten()
-                .filter_map(|p| {
-                    Some(Port {
-                        name: p.name.clone().unwrap_or_default().to_ascii_lowercase(),
-                        proto: Proto::parse(p.protocol.as_deref())?,
-                        port: u16::try_from(p.port?).ok()?,
-                    })
-                })
+                .filter_map(|p| Port::new(p.name.as_deref(), p.protocol.as_deref(), p.port))
                 .collect(),
         );
         for ep in slice.endpoints.iter().flatten() {
